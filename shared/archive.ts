@@ -1,0 +1,124 @@
+/**
+ * Opening a COSI archive over any ByteSource: the marker check, the metadata
+ * (usually within the first read), and the tar index. Only headers and
+ * metadata are read, never image data, so cost follows the entry count.
+ */
+import { createHash } from 'node:crypto';
+import { CosiError } from './errors.js';
+import { MAX_METADATA_BYTES, parseMetadata, type CosiMetadata } from './metadata.js';
+import type { ByteSource } from './source.js';
+import { BLOCK, padded, readTarIndex, type TarEntry, type TarIndex } from './tar.js';
+
+export const COSI_MARKER = 'cosi-marker';
+/** Enough for the marker, the metadata header and typical metadata in one request. */
+export const DEFAULT_HEAD_BYTES = 64 * 1024;
+
+export interface CosiArchive {
+  source: ByteSource;
+  size: number;
+  /** Complete when opened with `full: true`; otherwise marker and metadata only. */
+  index: TarIndex;
+  marker: TarEntry;
+  metadataEntry: TarEntry;
+  /** The exact bytes of metadata.json: what --metadata-sha384 and the server's ETag cover. */
+  metadataBytes: Buffer;
+  metadataSha384: string;
+  metadata: CosiMetadata;
+  /** Reads made to open it (a request each for HTTP sources). */
+  reads: number;
+}
+
+export interface OpenOptions {
+  /** Walk every header (server indexing, validation); the client predicts offsets instead. */
+  full?: boolean;
+  headBytes?: number;
+  window?: number;
+}
+
+/** What a non-COSI payload most likely is, so the one-line error can say so. */
+export function sniff(head: Buffer): string {
+  const text = head.subarray(0, 512).toString('latin1').trimStart().toLowerCase();
+  if (text.startsWith('<!doctype html') || text.startsWith('<html') || text.startsWith('<head')) return 'an HTML page';
+  if (text.startsWith('{') || text.startsWith('[')) return 'a JSON document';
+  if (text.startsWith('<?xml') || text.startsWith('<error')) return 'an XML document (an object store error?)';
+  if (head.length >= 4 && head.readUInt32LE(0) === 0xfd2fb528) return 'a zstd stream, not a tar archive';
+  if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) return 'a gzip stream, not a tar archive';
+  if (head.length >= 262 && head.toString('latin1', 257, 262) === 'ustar') return `a tar archive whose first entry is not ${COSI_MARKER}`;
+  if (head.length === 0) return 'empty';
+  return 'not a COSI archive';
+}
+
+export function hasMarker(head: Buffer): boolean {
+  return head.length >= COSI_MARKER.length && head.toString('latin1', 0, COSI_MARKER.length) === COSI_MARKER;
+}
+
+function isTar(head: Buffer): boolean {
+  return head.length >= 512 && head.toString('latin1', 257, 262) === 'ustar';
+}
+
+export async function openCosi(src: ByteSource, opts: OpenOptions = {}): Promise<CosiArchive> {
+  const size = await src.size();
+  const head = await src.read(0, Math.min(size, opts.headBytes ?? DEFAULT_HEAD_BYTES));
+  const stats = { reads: 1 };
+  // A foreign writer may put a PAX header first (GNU tar --format=pax does); the
+  // entry is still the marker, so read on and let validation flag the bytes.
+  if (!hasMarker(head) && !isTar(head)) {
+    throw new CosiError('COSI_ERR_NOT_COSI', `${src.name} is not a COSI file (${sniff(head)}): it must start with ${COSI_MARKER}`);
+  }
+  const first = await readTarIndex(src, { head, window: opts.window, stats, stopAfter: (_e, i) => i === 1 });
+  const [marker, metadataEntry] = first.entries;
+  if (!marker || marker.name !== COSI_MARKER || marker.type !== 'file') {
+    throw new CosiError('COSI_ERR_NOT_COSI', `${src.name}: first tar entry is ${marker?.name ?? 'missing'}, not ${COSI_MARKER}`);
+  }
+  if (!metadataEntry || metadataEntry.name !== 'metadata.json') {
+    throw new CosiError('COSI_ERR_NOT_COSI', `${src.name}: second tar entry must be metadata.json, found ${metadataEntry?.name ?? 'end of archive'}`);
+  }
+  if (metadataEntry.size > MAX_METADATA_BYTES) {
+    throw new CosiError('COSI_ERR_METADATA', `${src.name}: metadata.json is ${metadataEntry.size} bytes, over the ${MAX_METADATA_BYTES}-byte limit`);
+  }
+  let metadataBytes: Buffer;
+  const end = metadataEntry.dataOffset + metadataEntry.size;
+  if (end <= head.length) {
+    metadataBytes = head.subarray(metadataEntry.dataOffset, end);
+  } else {
+    metadataBytes = await src.read(metadataEntry.dataOffset, metadataEntry.size);
+    stats.reads++;
+    if (metadataBytes.length < metadataEntry.size) {
+      throw new CosiError('COSI_ERR_TRUNCATED', `${src.name}: archive ends inside metadata.json`);
+    }
+  }
+  const metadata = parseMetadata(metadataBytes);
+  const metadataSha384 = createHash('sha384').update(metadataBytes).digest('hex');
+  let index = first;
+  if (opts.full) {
+    const rest = await readTarIndex(src, { window: opts.window, stats, startOffset: metadataEntry.dataOffset + padded(metadataEntry.size) });
+    index = { ...rest, entries: [marker, metadataEntry, ...rest.entries] };
+  }
+  return { source: src, size, index, marker, metadataEntry, metadataBytes, metadataSha384, metadata, reads: stats.reads };
+}
+
+export interface PredictedEntry {
+  path: string;
+  headerOffset: number;
+  dataOffset: number;
+  size: number;
+}
+
+/**
+ * Where the images should be when the writer followed the spec's SHOULD: right
+ * after metadata.json, in gptRegions order, each behind one 512-byte header.
+ * A reader checks each predicted header before trusting it and walks the
+ * archive when the prediction fails (PAX headers, subdirectories, other order).
+ */
+export function predictLayout(meta: CosiMetadata, metadataEntry: TarEntry): PredictedEntry[] | undefined {
+  const regions = meta.disk?.gptRegions;
+  if (!regions || regions.length === 0) return undefined;
+  let off = metadataEntry.dataOffset + padded(metadataEntry.size);
+  const out: PredictedEntry[] = [];
+  for (const r of regions) {
+    const size = r.image.compressedSize;
+    out.push({ path: r.image.path, headerOffset: off, dataOffset: off + BLOCK, size });
+    off += BLOCK + padded(size);
+  }
+  return out;
+}

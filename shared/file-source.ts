@@ -1,0 +1,55 @@
+import { open, type FileHandle } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { Readable } from 'node:stream';
+import { CosiError } from './errors.js';
+import type { ByteSource } from './source.js';
+
+/** A local file as a ByteSource. One handle, opened lazily and shared by reads. */
+export class FileSource implements ByteSource {
+  readonly name: string;
+  private handle: Promise<FileHandle> | undefined;
+  private cachedSize: number | undefined;
+
+  constructor(readonly path: string) {
+    this.name = path;
+  }
+
+  private fh(): Promise<FileHandle> {
+    this.handle ??= open(this.path, 'r').catch((err: NodeJS.ErrnoException) => {
+      this.handle = undefined;
+      throw new CosiError('COSI_ERR_IO', `cannot open ${this.path}: ${err.code ?? err.message}`, { cause: err });
+    });
+    return this.handle;
+  }
+
+  async size(): Promise<number> {
+    if (this.cachedSize === undefined) {
+      const st = await (await this.fh()).stat();
+      this.cachedSize = st.size;
+    }
+    return this.cachedSize;
+  }
+
+  async read(offset: number, length: number): Promise<Buffer> {
+    const fh = await this.fh();
+    const buf = Buffer.allocUnsafe(length);
+    let got = 0;
+    while (got < length) {
+      const { bytesRead } = await fh.read(buf, got, length - got, offset + got);
+      if (bytesRead === 0) break;
+      got += bytesRead;
+    }
+    return got === length ? buf : buf.subarray(0, got);
+  }
+
+  stream(offset: number, length: number): Readable {
+    if (length <= 0) return Readable.from([]);
+    return createReadStream(this.path, { start: offset, end: offset + length - 1, highWaterMark: 1 << 20 });
+  }
+
+  async close(): Promise<void> {
+    const h = this.handle;
+    this.handle = undefined;
+    if (h) await (await h).close();
+  }
+}

@@ -1,0 +1,140 @@
+#!/usr/bin/env node
+import { readFile } from 'node:fs/promises';
+import { CosiError } from '../errors.js';
+import { FileSource } from '../file-source.js';
+import { checkArchive } from '../check.js';
+import { intOption, parseCli, runMain } from '../cli.js';
+import { parseMetadata, type Bootloader } from '../metadata.js';
+import { formatIssues, validateCosi, type ValidationResult } from '../validate.js';
+import { packDisk } from './pack.js';
+import { readPackageFile } from './osinfo.js';
+
+const USAGE = `usage: cosi-pack DISK.raw -o IMAGE.cosi [options]
+       cosi-pack validate PATH [--json]      (PATH: a .cosi file or a metadata.json)
+
+options:
+  -o, --output FILE         where to write the COSI file (written to a temporary name, then renamed)
+  --os-release FILE         /etc/os-release contents (default: read from the ext2/3/4 root with debugfs)
+  --packages FILE           package list: 'NAME VERSION RELEASE ARCH' lines (rpm -qa --queryformat) or JSON
+  --arch ARCH               x86_64 or arm64 (default: from the root partition type, else this machine)
+  --bootloader FILE|TYPE    'grub' (default), or a JSON file with the whole bootloader object
+  --mount SEL=PATH          mount point for a partition number or DPS type name (repeatable; PATH '' drops it)
+  --shrink                  shrink ext2/3/4 filesystems that cover their partition (resize2fs -M on a copy)
+  --level N                 zstd level, 1-22 (default 9)
+  --window-log N            zstd window log, 10-31 (default 27, as the reference writer's --long=27)
+  --no-skippable            do not put the COSI id in a skippable frame before each image
+  --id UUID                 the COSI id (default: random)
+  -q, --quiet               no progress lines
+`;
+
+async function validate(args: string[]): Promise<number> {
+  const { values, positionals } = parseCli({ args, allowPositionals: true, options: { json: { type: 'boolean' } } });
+  const path = positionals[0];
+  if (!path || positionals.length > 1) throw new CosiError('COSI_ERR_USAGE', 'validate takes one PATH (a .cosi file or a metadata.json)');
+  const src = new FileSource(path);
+  let result: ValidationResult;
+  try {
+    const head = await src.read(0, 11);
+    if (head.toString('latin1') === 'cosi-marker') {
+      result = (await checkArchive(src)).result;
+    } else {
+      const bytes = await readFile(path);
+      result = validateCosi({ metadata: parseMetadata(bytes) });
+    }
+  } finally {
+    await src.close();
+  }
+  if (values.json) {
+    process.stdout.write(JSON.stringify(result, null, 2) + '\n');
+  } else {
+    for (const line of formatIssues(result)) process.stdout.write(line + '\n');
+    process.stdout.write(result.valid ? `${path}: valid COSI ${result.version ?? ''}\n` : `${path}: INVALID (${result.errors.length} error(s))\n`);
+  }
+  return result.valid ? 0 : 5;
+}
+
+async function pack(args: string[]): Promise<number> {
+  const { values, positionals } = parseCli({
+    args,
+    allowPositionals: true,
+    options: {
+      output: { type: 'string', short: 'o' },
+      'os-release': { type: 'string' },
+      packages: { type: 'string' },
+      arch: { type: 'string' },
+      bootloader: { type: 'string' },
+      mount: { type: 'string', multiple: true },
+      shrink: { type: 'boolean' },
+      level: { type: 'string' },
+      'window-log': { type: 'string' },
+      'no-skippable': { type: 'boolean' },
+      id: { type: 'string' },
+      quiet: { type: 'boolean', short: 'q' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  const disk = positionals[0];
+  if (!disk || positionals.length > 1) throw new CosiError('COSI_ERR_USAGE', 'expected one DISK image (see cosi-pack --help)');
+  if (!values.output) throw new CosiError('COSI_ERR_USAGE', 'missing -o IMAGE.cosi');
+  const mounts: Record<string, string> = {};
+  for (const m of values.mount ?? []) {
+    const eq = m.indexOf('=');
+    if (eq <= 0) throw new CosiError('COSI_ERR_USAGE', `--mount ${m}: expected SEL=PATH, e.g. 3=/srv or srv=/data`);
+    const path = m.slice(eq + 1);
+    if (path !== '' && !path.startsWith('/')) throw new CosiError('COSI_ERR_USAGE', `--mount ${m}: the mount point must be absolute`);
+    mounts[m.slice(0, eq)] = path;
+  }
+  let bootloader: Bootloader | undefined;
+  if (values.bootloader === 'grub') bootloader = { type: 'grub' };
+  else if (values.bootloader === 'systemd-boot') throw new CosiError('COSI_ERR_USAGE', '--bootloader systemd-boot needs its entries: give a JSON file with the whole bootloader object');
+  else if (values.bootloader !== undefined) {
+    try {
+      bootloader = JSON.parse(await readFile(values.bootloader, 'utf8')) as Bootloader;
+    } catch (err) {
+      throw new CosiError('COSI_ERR_USAGE', `--bootloader ${values.bootloader}: not 'grub' nor a readable JSON file (${(err as Error).message})`);
+    }
+  }
+  let osRelease: string | undefined;
+  if (values['os-release'] !== undefined) {
+    try {
+      osRelease = await readFile(values['os-release'], 'utf8');
+    } catch (err) {
+      throw new CosiError('COSI_ERR_USAGE', `--os-release ${values['os-release']}: ${(err as NodeJS.ErrnoException).code ?? err}`);
+    }
+  }
+  const log = values.quiet ? undefined : (line: string) => process.stderr.write(`cosi-pack: ${line}\n`);
+  const res = await packDisk({
+    disk,
+    output: values.output,
+    osRelease,
+    packages: values.packages ? await readPackageFile(values.packages) : undefined,
+    arch: values.arch,
+    bootloader,
+    mounts,
+    shrink: values.shrink,
+    level: intOption('level', values.level, 1, 22),
+    windowLog: intOption('window-log', values['window-log'], 10, 31),
+    skippableId: !values['no-skippable'],
+    id: values.id,
+    log,
+  });
+  // The writer must never emit something our own validator rejects.
+  const check = validateCosi({ metadata: res.metadata });
+  if (!check.valid) throw new CosiError('COSI_ERR_INTERNAL', `packed metadata failed validation: ${formatIssues(check)[0]}`);
+  log?.(`wrote ${res.output} (${res.size} bytes, ${res.regions.length} regions)`);
+  return 0;
+}
+
+await runMain('cosi-pack', async () => {
+  const args = process.argv.slice(2);
+  if (args[0] === 'validate') return validate(args.slice(1));
+  if (args.length === 0) {
+    process.stderr.write(USAGE);
+    return 2;
+  }
+  return pack(args);
+});

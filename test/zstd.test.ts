@@ -1,0 +1,257 @@
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { isCosiError } from '../shared/errors.js';
+import { compressFile, createZstdDecoder, hasNodeZstd, readFrameHeader, zstdBackend } from '../shared/zstd.js';
+
+type Backend = 'node' | 'fzstd';
+const backends: Backend[] = hasNodeZstd() ? ['fzstd', 'node'] : ['fzstd'];
+
+let dir: string;
+let realA: Buffer; // ~3 MiB of real binaries
+let realB: Buffer; // ~1 MiB of other real binaries
+let small: Buffer; // 300 KiB, for the big-window cases
+let aZst: Buffer;
+let bZst: Buffer;
+
+const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+
+function sh(script: string, input?: Buffer): Buffer {
+  return execFileSync('sh', ['-c', script], { input, maxBuffer: 256 << 20 });
+}
+/** The real zstd program; input from stdin so no content size is written. */
+const zstd = (args: string, input: Buffer) => sh(`zstd -q -c ${args}`, input);
+
+function skippable(payloadLen: number, fill = 0x5a): Buffer {
+  const b = Buffer.alloc(8 + payloadLen, fill);
+  b.writeUInt32LE(0x184d2a50 + 3, 0);
+  b.writeUInt32LE(payloadLen, 4);
+  return b;
+}
+
+interface Outcome {
+  out: Buffer;
+  err?: unknown;
+}
+
+/** Feeds `input` in `chunk`-sized pieces, collects output and the error if any. */
+async function decode(
+  input: Buffer,
+  backend: Backend,
+  opts: { maxWindowLog?: number; expectedSize?: number; chunk?: number } = {},
+): Promise<Outcome> {
+  const dec = createZstdDecoder({
+    maxWindowLog: opts.maxWindowLog ?? 27,
+    backend,
+    ...(opts.expectedSize === undefined ? {} : { expectedSize: opts.expectedSize }),
+  });
+  const parts: Buffer[] = [];
+  const done = new Promise<unknown>((resolve) => {
+    dec.on('data', (b: Buffer) => parts.push(b));
+    dec.on('end', () => resolve(undefined));
+    dec.on('error', resolve);
+  });
+  const chunk = opts.chunk ?? 65536;
+  for (let i = 0; i < input.length && !dec.destroyed; i += chunk) {
+    if (!dec.write(input.subarray(i, i + chunk))) {
+      await new Promise((r) => {
+        dec.once('drain', r);
+        dec.once('error', r);
+      });
+    }
+  }
+  if (!dec.destroyed) dec.end();
+  const err = await done;
+  return err === undefined ? { out: Buffer.concat(parts) } : { out: Buffer.concat(parts), err };
+}
+
+function assertCode(o: Outcome, code: string, re?: RegExp): void {
+  assert.ok(o.err, `expected ${code}, got success`);
+  assert.ok(isCosiError(o.err), `expected CosiError, got ${String(o.err)}`);
+  assert.equal(o.err.code, code, o.err.message);
+  if (re) assert.match(o.err.message, re);
+}
+
+before(() => {
+  dir = mkdtempSync(join(tmpdir(), 'cosi-zstd-'));
+  realA = sh('find /usr/lib -type f -size +64k 2>/dev/null | sort | head -200 | xargs cat 2>/dev/null | head -c 3145728');
+  realB = sh('find /usr/bin -type f -size +64k 2>/dev/null | sort | head -50 | xargs cat 2>/dev/null | head -c 1048576');
+  assert.equal(realA.length, 3145728);
+  assert.equal(realB.length, 1048576);
+  small = realA.subarray(1 << 20, (1 << 20) + 300 * 1024);
+  writeFileSync(join(dir, 'a.bin'), realA);
+  writeFileSync(join(dir, 'b.bin'), realB);
+  // File input: single frame with content size and checksum, like real writers.
+  sh(`cd ${dir} && zstd -q -6 a.bin -o a.zst && zstd -q -3 b.bin -o b.zst`);
+  aZst = readFileSync(join(dir, 'a.zst'));
+  bZst = readFileSync(join(dir, 'b.zst'));
+});
+
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+test('readFrameHeader parses frame and skippable headers', () => {
+  const h = readFrameHeader(aZst);
+  assert.ok(h && h.kind === 'frame');
+  assert.equal(h.contentSize, realA.length);
+  assert.equal(readFrameHeader(aZst.subarray(0, 3)), undefined);
+  const s = readFrameHeader(skippable(16));
+  assert.deepEqual(s, { kind: 'skippable', size: 24 });
+  // stdin input: no content size, window from the descriptor (--long=30 => 2^30)
+  const l = readFrameHeader(zstd('--long=30', Buffer.from('hello world')));
+  assert.ok(l && l.kind === 'frame');
+  assert.equal(l.contentSize, undefined);
+  assert.equal(l.windowSize, 2 ** 30);
+  assert.equal(l.windowLog, 30);
+  assert.throws(() => readFrameHeader(Buffer.from('garbage!')), (e) => isCosiError(e, 'COSI_ERR_ZSTD'));
+});
+
+test('auto backend is node exactly when node:zlib has zstd', () => {
+  assert.equal(zstdBackend(), hasNodeZstd() ? 'node' : 'fzstd');
+  if (!hasNodeZstd()) {
+    assert.throws(() => createZstdDecoder({ maxWindowLog: 27, backend: 'node' }), (e) => isCosiError(e, 'COSI_ERR_UNSUPPORTED'));
+  }
+});
+
+for (const backend of backends) {
+  test(`[${backend}] single frame from the zstd program`, async () => {
+    const o = await decode(aZst, backend, { expectedSize: realA.length });
+    assert.equal(o.err, undefined);
+    assert.equal(sha256(o.out), sha256(realA));
+    // tiny chunks: every header straddles chunk boundaries
+    const t = await decode(bZst, backend, { chunk: 7 });
+    assert.equal(t.err, undefined);
+    assert.equal(sha256(t.out), sha256(realB));
+  });
+
+  test(`[${backend}] concatenated frames and skippable frames anywhere`, async () => {
+    const want = sha256(Buffer.concat([realA, realB]));
+    const cases: Record<string, Buffer> = {
+      'cat a.zst b.zst': sh(`cat ${dir}/a.zst ${dir}/b.zst`),
+      'leading 24-byte skippable': Buffer.concat([skippable(16), aZst, bZst]),
+      'skippable between frames': Buffer.concat([aZst, skippable(1000), bZst]),
+      'empty skippable, and one at the end': Buffer.concat([skippable(0), aZst, skippable(5), bZst, skippable(16)]),
+    };
+    for (const [name, input] of Object.entries(cases)) {
+      const o = await decode(input, backend, { expectedSize: realA.length + realB.length });
+      assert.equal(o.err, undefined, `${name}: ${String(o.err)}`);
+      assert.equal(sha256(o.out), want, name);
+    }
+    const only = await decode(Buffer.concat([skippable(16), bZst]), backend, { chunk: 5 });
+    assert.equal(sha256(only.out), sha256(realB));
+  });
+
+  test(`[${backend}] window limits (--long=28 and --long=31 streams)`, async () => {
+    const long28 = zstd('--long=28', small);
+    assert.equal(readFrameHeader(long28)?.kind === 'frame' && readFrameHeader(long28)!.windowSize, 2 ** 28);
+    const ok = await decode(long28, backend, { maxWindowLog: 28 });
+    assert.equal(ok.err, undefined);
+    assert.equal(sha256(ok.out), sha256(small));
+    assertCode(await decode(long28, backend, { maxWindowLog: 27 }), 'COSI_ERR_ZSTD', /268435456.*windowLog 28.*maxWindowLog 27/);
+
+    const long31 = zstd('--long=31', small);
+    assertCode(await decode(long31, backend, { maxWindowLog: 27 }), 'COSI_ERR_ZSTD', /windowLog 31.*maxWindowLog 27/);
+    const o = await decode(long31, backend, { maxWindowLog: 31 });
+    if (backend === 'node') {
+      assert.equal(o.err, undefined);
+      assert.equal(sha256(o.out), sha256(small));
+    } else {
+      // fzstd's own ceiling is just under 2^31
+      assertCode(o, 'COSI_ERR_UNSUPPORTED', /Node >= 22\.15/);
+    }
+  });
+
+  test(`[${backend}] output is capped at expectedSize`, async () => {
+    // 64 MiB of zeros without a content size: only the running count can stop it
+    const bomb = zstd('-1', Buffer.alloc(64 << 20));
+    assert.ok(bomb.length < 64 * 1024);
+    const cap = 1 << 20;
+    const o = await decode(bomb, backend, { expectedSize: cap });
+    assertCode(o, 'COSI_ERR_SIZE_MISMATCH', /longer than the expected 1048576/);
+    assert.ok(o.out.length <= cap, `emitted ${o.out.length} bytes`);
+    assert.ok(o.out.every((b) => b === 0));
+    // with a content size the header alone is enough
+    const early = await decode(aZst, backend, { expectedSize: realA.length - 1 });
+    assertCode(early, 'COSI_ERR_SIZE_MISMATCH');
+    assert.equal(early.out.length, 0);
+    // short output is caught at the end
+    assertCode(await decode(aZst, backend, { expectedSize: realA.length + 1 }), 'COSI_ERR_SIZE_MISMATCH', /expected 3145729/);
+  });
+
+  test(`[${backend}] memory stays bounded when nobody reads`, async () => {
+    const bomb = zstd('-1', Buffer.alloc(64 << 20));
+    const dec = createZstdDecoder({ maxWindowLog: 27, backend });
+    dec.on('error', () => undefined);
+    dec.write(bomb);
+    dec.end();
+    await sleep(300);
+    assert.ok(dec.readableLength <= 4 << 20, `buffered ${dec.readableLength} bytes`);
+    // and it still completes once read
+    let n = 0;
+    for await (const b of dec) n += (b as Buffer).length;
+    assert.equal(n, 64 << 20);
+  });
+
+  test(`[${backend}] truncated and corrupt input`, async () => {
+    for (const cut of [3, 10, 1000, aZst.length >> 1, aZst.length - 1]) {
+      assertCode(await decode(aZst.subarray(0, cut), backend), 'COSI_ERR_ZSTD', /truncated/);
+    }
+    assertCode(await decode(Buffer.alloc(0), backend), 'COSI_ERR_ZSTD');
+    assertCode(await decode(Buffer.concat([aZst, Buffer.from('trailing junk')]), backend), 'COSI_ERR_ZSTD', /magic/);
+    // a skippable frame that claims more bytes than there are
+    assertCode(await decode(Buffer.concat([aZst, skippable(100).subarray(0, 50)]), backend), 'COSI_ERR_ZSTD', /truncated/);
+    // damage inside the first compressed block: the decoder itself must notice
+    const bad = Buffer.from(aZst);
+    const h = readFrameHeader(bad);
+    assert.ok(h?.kind === 'frame');
+    bad.fill(0xff, h.headerSize + 3 + 10, h.headerSize + 3 + 200);
+    const o = await decode(bad, backend);
+    assert.ok(o.err, 'corruption went unnoticed');
+    assert.ok(isCosiError(o.err, 'COSI_ERR_ZSTD'), String(o.err));
+  });
+}
+
+test('compressFile round trip through the zstd program', async () => {
+  const id = Buffer.from('00112233445566778899aabbccddeeff', 'hex');
+  const range = { path: join(dir, 'a.bin'), offset: 12345, length: 2 << 20 };
+  const want = realA.subarray(range.offset, range.offset + range.length);
+  const out = join(dir, 'range.zst');
+  const r = await compressFile(range, out, { level: 3, windowLog: 27, skippableId: id });
+  const stored = readFileSync(out);
+  assert.equal(r.compressedSize, stored.length);
+  assert.equal(r.uncompressedSize, range.length);
+  assert.equal(r.sha384, createHash('sha384').update(stored).digest('hex'));
+  // the 24-byte skippable frame comes first and carries the id
+  assert.equal(stored.readUInt32LE(0), 0x184d2a50);
+  assert.equal(stored.readUInt32LE(4), 16);
+  assert.deepEqual(stored.subarray(8, 24), id);
+  const h = readFrameHeader(stored, 24);
+  assert.ok(h?.kind === 'frame');
+  assert.equal(h.contentSize, range.length);
+  assert.equal(r.windowLog, h.windowLog);
+  assert.ok(r.windowLog <= 22, `2 MiB input should get a small window, got ${r.windowLog}`);
+  // the real zstd program decodes it (and checks the checksum)
+  assert.equal(sha256(sh(`zstd -q -d -c ${out}`)), sha256(want));
+  for (const backend of backends) {
+    const o = await decode(stored, backend, { maxWindowLog: r.windowLog, expectedSize: range.length });
+    assert.equal(o.err, undefined);
+    assert.equal(sha256(o.out), sha256(want));
+  }
+  // whole file by path, and an empty range
+  const whole = await compressFile(join(dir, 'b.bin'), join(dir, 'b2.zst'), {});
+  assert.equal(whole.uncompressedSize, realB.length);
+  assert.equal(sha256(sh(`zstd -q -d -c ${join(dir, 'b2.zst')}`)), sha256(realB));
+  const empty = await compressFile({ path: join(dir, 'b.bin'), offset: 5, length: 0 }, join(dir, 'e.zst'), {});
+  assert.equal(empty.uncompressedSize, 0);
+  assert.equal(sh(`zstd -q -d -c ${join(dir, 'e.zst')}`).length, 0);
+  for (const backend of backends) {
+    const o = await decode(readFileSync(join(dir, 'e.zst')), backend, { expectedSize: 0 });
+    assert.equal(o.err, undefined);
+    assert.equal(o.out.length, 0);
+  }
+  await assert.rejects(compressFile(join(dir, 'missing'), join(dir, 'x.zst'), {}), (e) => isCosiError(e, 'COSI_ERR_IO'));
+});
