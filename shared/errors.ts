@@ -24,6 +24,7 @@ const CODES = {
   COSI_ERR_TIMEOUT: 'network',
   COSI_ERR_REDIRECT: 'network',
   COSI_ERR_TLS: 'network',
+  COSI_ERR_RANGE_UNSUPPORTED: 'network',
   COSI_ERR_HASH_MISMATCH: 'integrity',
   COSI_ERR_SIZE_MISMATCH: 'integrity',
   COSI_ERR_SOURCE_CHANGED: 'integrity',

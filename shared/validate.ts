@@ -385,7 +385,7 @@ function checkRegions(c: Checker, regions: unknown[]): void {
   if (primaries.length !== 1) {
     c.error('disk.gptRegions', 'primary-gpt-count', `must contain exactly one 'primary-gpt' region, found ${primaries.length}`);
   } else if (primaries[0]!.index !== 0) {
-    c.error(`disk.gptRegions[${primaries[0]!.index}].type`, 'primary-gpt-first', `the 'primary-gpt' region must be the first of disk.gptRegions`);
+    c.error(`disk.gptRegions[${primaries[0]!.index}].type`, 'primary-gpt-first', `is 'primary-gpt', but the primary-gpt region must be disk.gptRegions[0]`);
   }
 
   // A Filesystem (or verity image) that is also a partition region must describe the same file identically.

@@ -406,13 +406,13 @@ const TAR_ROWS: TarRow[] = [
   { name: 'name with leading ./', edit: (e) => void e.push(ent('./extra', 1)), rule: 'tar-name-leading', field: 'tar[5]' },
   { name: 'name with leading /', edit: (e) => void e.push(ent('/extra', 1)), rule: 'tar-name-leading', field: 'tar[5]' },
   { name: 'duplicate path', edit: (e) => void e.push(ent('images/root.rawzst', 192874245)), rule: 'tar-path-unique', field: 'tar[5]' },
-  { name: 'image missing', edit: (e) => void e.splice(4, 1), rule: 'tar-image-missing', field: 'disk.gptRegions[2].image.path' },
+  { name: 'image missing', edit: (e) => void e.splice(4, 1), rule: 'tar-image-missing', field: 'images[1].image.path' },
   { name: 'verity image missing', base: verity, edit: (e) => void e.pop(), rule: 'tar-image-missing', field: 'images[1].verity.image.path' },
   { name: 'image is a symlink', edit: (e) => void (e[3] = ent('images/esp.rawzst', 0, 'symlink')), rule: 'tar-not-file', field: 'tar[3]' },
   { name: 'image size differs', edit: (e) => void (e[4]!.size = 1), rule: 'tar-image-size', field: 'tar[4]' },
   { name: 'primary GPT not right after metadata', edit: (e) => void e.splice(2, 0, ent('extra', 3)), rule: 'tar-gpt-after-metadata', field: 'tar[2]' },
-  { name: 'images out of disk order', edit: (e) => void e.splice(3, 2, e[4]!, e[3]!), rule: 'tar-image-order', field: 'tar[4]' },
-  { name: 'GPT image after a partition', edit: (e) => void e.splice(2, 2, e[3]!, e[2]!), rule: 'tar-image-order', field: 'tar[3]' },
+  { name: 'images out of disk order', edit: (e) => void e.splice(3, 2, e[4]!, e[3]!), rule: 'tar-image-order', field: 'tar[3]' },
+  { name: 'GPT image after a partition', edit: (e) => void e.splice(2, 2, e[3]!, e[2]!), rule: 'tar-image-order', field: 'tar[2]' },
   { name: 'unknown extra file', edit: (e) => void e.push(ent('footer.sig', 64)), rule: 'tar-unknown-file', field: 'tar[5]', warning: true },
 ];
 
