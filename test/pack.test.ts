@@ -11,6 +11,7 @@ import { checkArchive, readSmallImage, windowLogOf } from '../shared/check.js';
 import { FileSource } from '../shared/file-source.js';
 import { parseGpt } from '../shared/gpt.js';
 import { listPartitions, type CosiMetadata } from '../shared/metadata.js';
+import { hasNodeZstd } from '../shared/zstd.js';
 import {
   PACK_CLI, REFERENCE, SHRINKABLE, PRESHRUNK, SMALL, SMALL_4K, SPARSE_BIG, packedDisk, sh, type PackedFixture,
 } from './fixtures.js';
@@ -246,6 +247,19 @@ describe('cosi-pack', () => {
     const r4 = await runPack([junk]);
     assert.equal(r4.code, 2);
     assert.match(r4.stderr, /missing -o/);
+  });
+
+  test('no zstd encoder (Node 20 without the zstd program): one clear line, exit 7, no output', { skip: hasNodeZstd() ? 'node:zlib has zstd here' : false }, async () => {
+    const fx = await packedDisk(SMALL);
+    const out = join(tmp, 'noenc.cosi');
+    const r = await new Promise<{ code: number; stderr: string }>((resolve) => {
+      execFile(process.execPath, [PACK_CLI, fx.disk, '-o', out, '--os-release', '/dev/null', '-q'], { env: { PATH: '/nonexistent' } }, (err, _o, stderr) =>
+        resolve({ code: err ? (err.code as number) : 0, stderr }),
+      );
+    });
+    assert.equal(r.code, 7, r.stderr);
+    assert.match(r.stderr, /^cosi-pack: error: no zstd encoder: .*\n$/);
+    assert.equal(existsSync(out), false);
   });
 
   test('the GPT image in the archive parses to the source disk\'s table', async () => {
