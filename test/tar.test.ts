@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
+import { checkArchive } from '../shared/check.js';
 import { CosiError } from '../shared/errors.js';
 import { FileSource } from '../shared/file-source.js';
 import type { ByteSource } from '../shared/source.js';
@@ -69,6 +70,23 @@ describe('tar walker', () => {
       assert.ok(idx.trailingBytes >= 3000);
     });
   }
+
+  test('foreign archives validate; a PAX header before the marker is flagged (first 11 bytes)', async () => {
+    for (const format of ['gnu-tar-gnu', 'gnu-tar-pax', 'python-pax', 'python-gnu'] as const) {
+      const path = await foreignArchive(fx, { format, subdir: 'sub', extraFile: true, trailing: 700 });
+      const src = new FileSource(path);
+      try {
+        const { result } = await checkArchive(src);
+        const errors = result.errors.map((e) => e.rule);
+        const head = (await readFile(path)).subarray(0, 11).toString('latin1');
+        if (head === 'cosi-marker') assert.deepEqual(errors, [], `${format}: ${JSON.stringify(result.errors)}`);
+        else assert.deepEqual(errors, ['marker-bytes'], format);
+        assert.ok(result.warnings.some((w) => w.rule === 'tar-unknown-file'), `${format} warns about the extra file`);
+      } finally {
+        await src.close();
+      }
+    }
+  });
 
   test('GNU base-256 and PAX sizes for members over 8 GiB (sparse file, Python-written headers)', async () => {
     for (const fmt of ['GNU_FORMAT', 'PAX_FORMAT']) {
