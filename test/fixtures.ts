@@ -9,7 +9,7 @@
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -179,7 +179,24 @@ async function buildDiskUncached(out: string, r: DiskRecipe): Promise<BuiltDisk>
   return { dir: out, disk, osRelease, recipe: r };
 }
 
-const CACHE_VERSION = 'v1';
+/**
+ * Cached builds are keyed by the code that made them (the writer and this
+ * file), so a change to cosi-pack never leaves a test reading a stale archive.
+ */
+const CACHE_VERSION = codeHash([join(REPO, 'dist', 'shared'), fileURLToPath(import.meta.url)]);
+
+function codeHash(paths: string[]): string {
+  const h = createHash('sha256');
+  const walk = (p: string): void => {
+    if (statSync(p).isDirectory()) {
+      for (const name of readdirSync(p).sort()) walk(join(p, name));
+    } else if (p.endsWith('.js')) {
+      h.update(p).update(readFileSync(p));
+    }
+  };
+  paths.forEach(walk);
+  return h.digest('hex').slice(0, 16);
+}
 
 async function cached<T>(key: string, build: (dir: string) => Promise<T>): Promise<string> {
   const root = join(tmpdir(), 'cosi-stream-fixtures');
