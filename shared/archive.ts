@@ -57,8 +57,10 @@ function isTar(head: Buffer): boolean {
 }
 
 export async function openCosi(src: ByteSource, opts: OpenOptions = {}): Promise<CosiArchive> {
+  // Read before asking the size: over HTTP the first ranged response carries
+  // the total, so opening costs one request instead of a HEAD plus a GET.
+  const head = await src.read(0, opts.headBytes ?? DEFAULT_HEAD_BYTES);
   const size = await src.size();
-  const head = await src.read(0, Math.min(size, opts.headBytes ?? DEFAULT_HEAD_BYTES));
   const stats = { reads: 1 };
   // A foreign writer may put a PAX header first (GNU tar --format=pax does); the
   // entry is still the marker, so read on and let validation flag the bytes.
