@@ -1,0 +1,256 @@
+/**
+ * A remote (or local) COSI image opened for fetching: metadata, partitions,
+ * and verified decompressed streams, plus the writers built on them.
+ *
+ * Request budget: opening is one read of the head (two when metadata.json is
+ * larger); the primary GPT image and the first headers come from that read.
+ * Each image is then one ranged request covering its header and data.
+ */
+import { createHash } from 'node:crypto';
+import { Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { DEFAULT_HEAD_BYTES, hasMarker, openCosi, sniff, type CosiArchive } from '../shared/archive.js';
+import { windowLogOf } from '../shared/check.js';
+import { CosiError, isCosiError } from '../shared/errors.js';
+import { parseGpt, type Gpt } from '../shared/gpt.js';
+import { openSource, type HttpSource, type HttpSourceOptions } from '../shared/http-source.js';
+import { allImageFiles, listPartitions, primaryGptRegion, type CosiMetadata, type ImageFile, type PartitionInfo } from '../shared/metadata.js';
+import { selectPartition } from '../shared/select.js';
+import type { ByteSource } from '../shared/source.js';
+import { readTarIndex } from '../shared/tar.js';
+import { CachedSource } from './cached-source.js';
+import { explainFailure, openImageStream, type ImageStream } from './image-stream.js';
+import { Locator } from './locate.js';
+import type { Progress } from './progress.js';
+
+export interface OpenOptions extends HttpSourceOptions {
+  /** Pin metadata.json: refuse the image unless its SHA-384 (hex) matches. */
+  metadataSha384?: string;
+  /** Use this source instead of opening `urlOrPath` (tests, custom transports). */
+  source?: ByteSource;
+  /** First read; default 64 KiB. */
+  headBytes?: number;
+}
+
+export interface TransferStats {
+  /** Requests sent (HTTP, redirect hops and resumes included) or reads made (local files). */
+  requests: number;
+  /** Bytes received (HTTP) or read (local files). */
+  bytes: number;
+}
+
+const SHA384_RE = /^[0-9a-f]{96}$/i;
+
+export function checkPin(pin: string | undefined): string | undefined {
+  if (pin === undefined) return undefined;
+  if (!SHA384_RE.test(pin)) throw new CosiError('COSI_ERR_USAGE', `--metadata-sha384 must be 96 hex digits, got ${JSON.stringify(pin)}`);
+  return pin.toLowerCase();
+}
+
+function pinMismatch(name: string, want: string, got: string): CosiError {
+  return new CosiError('COSI_ERR_HASH_MISMATCH', `${name}: metadata.json SHA-384 is ${got}, but ${want} was pinned: refusing this image`, {
+    details: { expected: want, actual: got },
+  });
+}
+
+/** The pin is checked on the raw bytes, so it holds even when they do not parse. */
+async function pinOnUnparsable(src: CachedSource, pin: string, err: unknown): Promise<never> {
+  if (isCosiError(err, 'COSI_ERR_METADATA')) {
+    const idx = await readTarIndex(src, { head: src.head(), stopAfter: (_e, i) => i === 1 }).catch(() => undefined);
+    const m = idx?.entries[1];
+    if (m && m.name === 'metadata.json') {
+      const bytes = await src.read(m.dataOffset, m.size);
+      const got = createHash('sha384').update(bytes).digest('hex');
+      if (got !== pin) throw pinMismatch(src.name, pin, got);
+    }
+  }
+  throw err;
+}
+
+/** Runs `fn` over `items` with at most `jobs` at once; the first failure stops new starts and is thrown. */
+export async function pool<T, R>(items: T[], jobs: number, fn: (item: T, i: number) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  let failed: unknown;
+  const worker = async (): Promise<void> => {
+    while (failed === undefined && next < items.length) {
+      const i = next++;
+      try {
+        out[i] = await fn(items[i]!, i);
+      } catch (err) {
+        failed ??= err;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(jobs, items.length)) }, worker));
+  if (failed !== undefined) throw failed;
+  return out;
+}
+
+/** Where an image's compressed bytes go and what to report while they flow. */
+export interface PumpOptions {
+  progress?: Progress;
+  label?: string;
+}
+
+export class CosiImage {
+  readonly name: string;
+  readonly metadata: CosiMetadata;
+  readonly metadataSha384: string;
+  readonly partitions: PartitionInfo[];
+  readonly gpt: Gpt | undefined;
+  /** The decoded primary-GPT image (protective MBR, header, entries), when the metadata has one. */
+  readonly primaryImage: Buffer | undefined;
+  readonly maxWindowLog: number;
+
+  private constructor(
+    readonly archive: CosiArchive,
+    readonly source: CachedSource,
+    private readonly locator: Locator,
+    gpt: Gpt | undefined,
+    primaryImage: Buffer | undefined,
+  ) {
+    this.name = source.name;
+    this.metadata = archive.metadata;
+    this.metadataSha384 = archive.metadataSha384;
+    this.gpt = gpt;
+    this.primaryImage = primaryImage;
+    this.partitions = listPartitions(archive.metadata, gpt);
+    this.maxWindowLog = windowLogOf(archive.metadata);
+  }
+
+  static async open(urlOrPath: string, opts: OpenOptions = {}): Promise<CosiImage> {
+    const pin = checkPin(opts.metadataSha384);
+    const inner = opts.source ?? openSource(urlOrPath, opts);
+    const src = new CachedSource(inner);
+    try {
+      const headBytes = opts.headBytes ?? DEFAULT_HEAD_BYTES;
+      const head = await src.prime(headBytes);
+      if (!hasMarker(head) && !(head.length >= 262 && head.toString('latin1', 257, 262) === 'ustar')) {
+        throw new CosiError('COSI_ERR_NOT_COSI', `${src.name} is not a COSI file (${sniff(head)})`);
+      }
+      let archive: CosiArchive;
+      try {
+        archive = await openCosi(src, { headBytes });
+      } catch (err) {
+        if (pin) await pinOnUnparsable(src, pin, err);
+        throw err;
+      }
+      if (pin && archive.metadataSha384 !== pin) throw pinMismatch(src.name, pin, archive.metadataSha384);
+      const locator = new Locator(archive, src);
+      let gpt: Gpt | undefined;
+      let primary: Buffer | undefined;
+      const region = primaryGptRegion(archive.metadata);
+      if (region) {
+        const at = await locator.locate(region.image.path, region.image.compressedSize);
+        // Usually served from the head read; the in-band check covers the rest.
+        const s = await openImageStream(src, region.image, at, {
+          maxWindowLog: windowLogOf(archive.metadata),
+          relocate: () => locator.mispredicted(region.image.path, region.image.compressedSize),
+        });
+        primary = await collect(s, src, region.image);
+        gpt = parseGpt(primary, { lbaSize: archive.metadata.disk?.lbaSize === 4096 ? 4096 : 512 });
+      }
+      return new CosiImage(archive, src, locator, gpt, primary);
+    } catch (err) {
+      await src.close().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** One partition by selector: 'root', 'esp', '/var', '3', an image path. */
+  select(selector: string): PartitionInfo {
+    return selectPartition(this.partitions, selector);
+  }
+
+  /** Requests and bytes so far: HTTP counters when remote, reads when local. */
+  stats(): TransferStats {
+    const inner = this.source.inner as Partial<HttpSource>;
+    if (inner.stats && typeof inner.stats.requests === 'number') return { requests: inner.stats.requests, bytes: inner.stats.bytes };
+    const s = this.source.stats;
+    return { requests: s.reads + s.streams, bytes: s.bytes };
+  }
+
+  /**
+   * The decompressed bytes of one image. The stream errors instead of ending
+   * when the bytes do not match the metadata's SHA-384 or size.
+   */
+  async stream(image: ImageFile, opts: PumpOptions = {}): Promise<ImageStream> {
+    const at = await this.locator.locate(image.path, image.compressedSize);
+    const total = this.archive.size;
+    if (at.dataOffset + at.size > total) {
+      throw new CosiError('COSI_ERR_TRUNCATED', `${this.name} is truncated: ${image.path} needs bytes up to ${at.dataOffset + at.size}, the file has ${total}`);
+    }
+    const progress = opts.progress;
+    return openImageStream(this.source, image, at, {
+      maxWindowLog: this.maxWindowLog,
+      onCompressed: progress ? (n) => progress.compressed(image.path, n) : undefined,
+      relocate: () => this.locator.mispredicted(image.path, image.compressedSize),
+    });
+  }
+
+  /** Stream one image into `sink`, turning a decode failure into the right error class. */
+  async pump(image: ImageFile, sink: Writable, opts: PumpOptions = {}): Promise<void> {
+    const s = await this.stream(image, opts);
+    try {
+      await pipeline(s.readable, sink);
+    } catch (err) {
+      throw await explainFailure(this.source, image, s, err);
+    }
+  }
+
+  /** Every image's hash and size checked, nothing written. */
+  async verify(opts: { jobs?: number; progress?: Progress } = {}): Promise<Array<{ path: string; compressedSize: number; uncompressedSize: number; sha384?: string }>> {
+    const images = allImageFiles(this.metadata);
+    return pool(images, opts.jobs ?? 2, async (image) => {
+      opts.progress?.begin({ path: image.path, label: image.path, total: image.uncompressedSize, compressedTotal: image.compressedSize });
+      let ok = false;
+      try {
+        await this.pump(image, countingSink((n) => opts.progress?.written(image.path, n)), opts);
+        ok = true;
+      } finally {
+        opts.progress?.end(image.path, ok);
+      }
+      return { path: image.path, compressedSize: image.compressedSize, uncompressedSize: image.uncompressedSize, sha384: image.sha384 };
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.source.close();
+  }
+}
+
+/** A sink that only counts. */
+export function countingSink(onBytes?: (n: number) => void): Writable {
+  return new Writable({
+    highWaterMark: 4 << 20,
+    write(chunk: Buffer, _enc, cb) {
+      onBytes?.(chunk.length);
+      cb();
+    },
+  });
+}
+
+async function collect(s: ImageStream, src: ByteSource, image: ImageFile): Promise<Buffer> {
+  if (image.uncompressedSize > 64 << 20) throw new CosiError('COSI_ERR_INVALID', `${image.path}: ${image.uncompressedSize} bytes is too large for a GPT region`);
+  const parts: Buffer[] = [];
+  try {
+    await pipeline(
+      s.readable,
+      new Writable({
+        write(chunk: Buffer, _e, cb) {
+          parts.push(chunk);
+          cb();
+        },
+      }),
+    );
+  } catch (err) {
+    throw await explainFailure(src, image, s, err);
+  }
+  return Buffer.concat(parts);
+}
+
+/** Open a COSI image by URL or path (the library's entry point). */
+export function open(urlOrPath: string, opts: OpenOptions = {}): Promise<CosiImage> {
+  return CosiImage.open(urlOrPath, opts);
+}

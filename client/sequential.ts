@@ -1,0 +1,153 @@
+/**
+ * The fallback for servers that ignore Range (python's http.server is one):
+ * one plain GET of the whole archive, read front to back with tar-stream,
+ * taking the wanted images as they pass and discarding the rest. Every byte
+ * of the archive crosses the network, so the caller warns about bandwidth.
+ *
+ * Images go through the same checks as the ranged path: SHA-384 over the
+ * compressed bytes, a size-capped zstd decode, and the hash compared before
+ * the stream ends.
+ */
+import { createHash } from 'node:crypto';
+import { once } from 'node:events';
+import type { Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import tar from 'tar-stream';
+import { hasMarker, sniff } from '../shared/archive.js';
+import { windowLogOf } from '../shared/check.js';
+import { CosiError } from '../shared/errors.js';
+import { parseGpt, type Gpt } from '../shared/gpt.js';
+import type { HttpSource } from '../shared/http-source.js';
+import { MAX_METADATA_BYTES, parseMetadata, primaryGptRegion, type CosiMetadata, type ImageFile } from '../shared/metadata.js';
+import { createZstdDecoder } from '../shared/zstd.js';
+import { HashTap } from './image-stream.js';
+
+export interface SequentialHandlers {
+  /** metadata.json has passed (raw bytes hashed, parsed); throw to stop before any image. */
+  onMetadata(meta: CosiMetadata, sha384: string): void | Promise<void>;
+  /** The primary GPT has passed and parsed. */
+  onGpt?(gpt: Gpt, primary: Buffer): void | Promise<void>;
+  /** Where an image's decoded bytes go; undefined to skip it. */
+  sinkFor(image: ImageFile): Writable | undefined | Promise<Writable | undefined>;
+  onCompressed?(image: ImageFile, n: number): void;
+  /** True once nothing more is wanted: the transfer stops early. */
+  done?(): boolean;
+}
+
+/** 'drain', or the extract going away: once() alone would wait forever on a destroyed stream. */
+function drainedOrClosed(extract: tar.Extract): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      extract.off('drain', done);
+      extract.off('close', done);
+      resolve();
+    };
+    extract.on('drain', done);
+    extract.on('close', done);
+  });
+}
+
+async function feed(body: Readable, extract: tar.Extract): Promise<void> {
+  let first = true;
+  for await (const chunk of body) {
+    const b = chunk as Buffer;
+    if (first) {
+      first = false;
+      if (!hasMarker(b) && !(b.length >= 262 && b.toString('latin1', 257, 262) === 'ustar')) {
+        throw new CosiError('COSI_ERR_NOT_COSI', `not a COSI file (${sniff(b)})`);
+      }
+    }
+    if (!extract.write(b)) await drainedOrClosed(extract);
+    // Stopped early (everything wanted has passed) or failed: stop reading the body.
+    if ((extract as unknown as { destroyed: boolean }).destroyed) return;
+  }
+  (extract as unknown as { end(): void }).end();
+}
+
+async function readAll(entry: AsyncIterable<Buffer>, limit: number, what: string): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  let n = 0;
+  for await (const c of entry) {
+    n += c.length;
+    if (n > limit) throw new CosiError('COSI_ERR_METADATA', `${what} is over the ${limit}-byte limit`);
+    parts.push(c);
+  }
+  return Buffer.concat(parts);
+}
+
+/** One front-to-back pass. Returns what was seen; images are delivered through `handlers`. */
+export async function sequentialPass(src: HttpSource, handlers: SequentialHandlers): Promise<{ metadata: CosiMetadata; gpt?: Gpt }> {
+  const { body } = await src.openFull();
+  const extract = tar.extract();
+  const feeding = feed(body, extract).catch((err: unknown) => {
+    extract.destroy(err as Error);
+    throw err;
+  });
+  let metadata: CosiMetadata | undefined;
+  let gpt: Gpt | undefined;
+  let index = 0;
+  const byPath = new Map<string, ImageFile>();
+  try {
+    for await (const entry of extract) {
+      const name = entry.header.name;
+      const at = index++;
+      if (at === 0) {
+        if (name !== 'cosi-marker') throw new CosiError('COSI_ERR_NOT_COSI', `${src.name}: first tar entry is ${name}, not cosi-marker`);
+        entry.resume();
+        continue;
+      }
+      if (at === 1) {
+        if (name !== 'metadata.json') throw new CosiError('COSI_ERR_NOT_COSI', `${src.name}: second tar entry must be metadata.json, found ${name}`);
+        const bytes = await readAll(entry as unknown as AsyncIterable<Buffer>, MAX_METADATA_BYTES, 'metadata.json');
+        metadata = parseMetadata(bytes);
+        await handlers.onMetadata(metadata, createHash('sha384').update(bytes).digest('hex'));
+        for (const r of metadata.disk?.gptRegions ?? []) byPath.set(r.image.path, r.image);
+        for (const f of metadata.images) {
+          if (!byPath.has(f.image.path)) byPath.set(f.image.path, f.image);
+          if (f.verity && !byPath.has(f.verity.image.path)) byPath.set(f.verity.image.path, f.verity.image);
+        }
+        continue;
+      }
+      const image = byPath.get(name);
+      const gptRegion = primaryGptRegion(metadata!);
+      const isGpt = gptRegion !== undefined && image !== undefined && gptRegion.image.path === name;
+      const sink = image && !isGpt ? await handlers.sinkFor(image) : undefined;
+      if (!image || (!sink && !isGpt) || entry.header.type !== 'file') {
+        entry.resume();
+        await once(entry, 'end').catch(() => undefined);
+      } else {
+        if ((entry.header.size ?? 0) !== image.compressedSize) {
+          throw new CosiError('COSI_ERR_INVALID', `${name} is ${entry.header.size} bytes in the archive, metadata says ${image.compressedSize}`);
+        }
+        const tap = new HashTap(image, image.compressedSize, handlers.onCompressed ? (n) => handlers.onCompressed!(image, n) : undefined);
+        const decoder = createZstdDecoder({ maxWindowLog: windowLogOf(metadata!), expectedSize: image.uncompressedSize });
+        if (isGpt) {
+          const parts: Buffer[] = [];
+          await pipeline(entry as unknown as AsyncIterable<Buffer>, tap, decoder, async (s: AsyncIterable<Buffer>) => {
+            for await (const c of s) parts.push(c);
+          });
+          const primary = Buffer.concat(parts);
+          gpt = parseGpt(primary, { lbaSize: metadata!.disk?.lbaSize === 4096 ? 4096 : 512 });
+          await handlers.onGpt?.(gpt, primary);
+        } else {
+          await pipeline(entry as unknown as AsyncIterable<Buffer>, tap, decoder, sink!);
+        }
+      }
+      if (handlers.done?.()) break;
+    }
+    if (!metadata) throw new CosiError('COSI_ERR_TRUNCATED', `${src.name}: archive ends before metadata.json`);
+    if (!handlers.done?.()) await feeding;
+    return { metadata, gpt };
+  } catch (err) {
+    // The feeder's error (not COSI, connection lost) explains a failed extract better than the extract does.
+    if (err instanceof CosiError) throw err;
+    body.destroy();
+    extract.destroy();
+    const fedErr = await feeding.then(() => undefined, (e: unknown) => e);
+    throw fedErr ?? err;
+  } finally {
+    body.destroy();
+    extract.destroy();
+    await feeding.catch(() => undefined);
+  }
+}

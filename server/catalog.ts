@@ -1,0 +1,385 @@
+/**
+ * The set of archives under the root: found by a recursive scan, kept fresh
+ * by fs.watch plus a periodic rescan (watchers miss events on some
+ * filesystems), with index records cached in an LRU keyed by file identity.
+ *
+ * A request never names a filesystem path: it names an id, the id maps to a
+ * path found by the scan, and the opened handle's fstat picks the index
+ * record. So a file replaced by an atomic rename is reindexed before a single
+ * byte of it is served, and old offsets never meet new bytes.
+ */
+import { watch, type FSWatcher } from 'node:fs';
+import { lstat, open, readdir, realpath, stat, type FileHandle } from 'node:fs/promises';
+import { join, relative, sep } from 'node:path';
+import type { Readable } from 'node:stream';
+import { LRUCache } from 'lru-cache';
+import { CosiError } from '../shared/errors.js';
+import { HttpError } from './http/errors.js';
+import { HandleSource, streamRange } from './handle-source.js';
+import { identityKey, identityOf, indexArchive, recordWeight, sameIdentity, type FileIdentity, type IndexRecord } from './indexer.js';
+import type { Metrics } from './metrics.js';
+import { verifyRecord } from './verify.js';
+
+export const COSI_EXT = '.cosi';
+
+/** What the scan learned about one file; cheap, kept for every file. */
+interface Known {
+  id: string;
+  relPath: string;
+  /** Real path (symlinks resolved, inside the root). */
+  path: string;
+  identity: FileIdentity;
+  /** Set when the file must never be opened (a symlink leaving the root). */
+  refused?: string;
+}
+
+export interface CatalogOptions {
+  root: string;
+  rescanSeconds?: number;
+  watch?: boolean;
+  verify?: boolean;
+  maxOpenFiles?: number;
+  indexCacheEntries?: number;
+  metrics?: Metrics;
+  /** Structured events (scan results, watcher trouble) for the server log. */
+  log?: (event: Record<string, unknown>) => void;
+}
+
+/** An archive opened for one request: the handle and the record that describes exactly its bytes. */
+export interface OpenArchive {
+  record: IndexRecord;
+  fh: FileHandle;
+  /** [offset, offset+length) of the file, with backpressure. */
+  stream(offset: number, length: number): Readable;
+  release(): Promise<void>;
+}
+
+export class Catalog {
+  readonly root: string;
+  private rootReal = '';
+  private known = new Map<string, Known>();
+  private readonly records: LRUCache<string, IndexRecord>;
+  /** sha384 -> ids of images holding an image with that hash. */
+  private blobs = new Map<string, Set<string>>();
+  private watcher: FSWatcher | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private debounce: NodeJS.Timeout | undefined;
+  private scanning: Promise<void> | undefined;
+  private scanAgain = false;
+  private openFiles = 0;
+  private closed = false;
+  private verifying: Promise<void> | undefined;
+  private verifyAgain = false;
+  private readonly verified = new Map<string, IndexRecord['archive']>();
+  lastScan: Date | undefined;
+
+  constructor(private readonly opts: CatalogOptions) {
+    this.root = opts.root;
+    this.records = new LRUCache<string, IndexRecord>({
+      max: Math.max(16, opts.indexCacheEntries ?? 10_000),
+      maxSize: 512 * 1024 * 1024,
+      sizeCalculation: recordWeight,
+    });
+  }
+
+  get size(): number {
+    return this.known.size;
+  }
+
+  get openHandles(): number {
+    return this.openFiles;
+  }
+
+  async start(): Promise<void> {
+    this.rootReal = await realpath(this.root).catch((err: NodeJS.ErrnoException) => {
+      throw new CosiError('COSI_ERR_IO', `cannot read catalog root ${this.root}: ${err.code ?? err.message}`, { cause: err });
+    });
+    await this.rescan();
+    if (this.opts.watch !== false) this.startWatch();
+    const every = this.opts.rescanSeconds ?? 30;
+    if (every > 0) {
+      this.timer = setInterval(() => void this.rescan().catch(() => {}), every * 1000);
+      this.timer.unref();
+    }
+  }
+
+  close(): void {
+    this.closed = true;
+    this.watcher?.close();
+    if (this.timer) clearInterval(this.timer);
+    if (this.debounce) clearTimeout(this.debounce);
+  }
+
+  private startWatch(): void {
+    const onEvent = (): void => {
+      // Bursts (a copy, then a rename) settle into one rescan.
+      if (this.debounce) clearTimeout(this.debounce);
+      this.debounce = setTimeout(() => void this.rescan().catch(() => {}), 50);
+      this.debounce.unref();
+    };
+    try {
+      this.watcher = watch(this.rootReal, { recursive: true, persistent: false }, onEvent);
+    } catch {
+      // Recursive watching is missing on some platforms: the top level plus the periodic rescan still work.
+      try {
+        this.watcher = watch(this.rootReal, { persistent: false }, onEvent);
+      } catch (err) {
+        this.opts.log?.({ event: 'watch-unavailable', message: (err as Error).message });
+        return;
+      }
+    }
+    this.watcher.on('error', (err) => {
+      this.opts.log?.({ event: 'watch-error', message: err.message });
+      this.watcher?.close();
+      this.watcher = undefined;
+    });
+  }
+
+  /** One scan at a time; a request for another while one runs queues exactly one more. */
+  rescan(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    if (this.scanning) {
+      this.scanAgain = true;
+      return this.scanning;
+    }
+    this.scanning = (async () => {
+      try {
+        do {
+          this.scanAgain = false;
+          await this.scanOnce();
+        } while (this.scanAgain && !this.closed);
+      } finally {
+        this.scanning = undefined;
+      }
+    })();
+    return this.scanning;
+  }
+
+  private async scanOnce(): Promise<void> {
+    const found = new Map<string, Known>();
+    await this.walk(this.rootReal, found);
+    this.known = found;
+    // Index new and changed files now, so the listing and the blob map are complete.
+    const blobs = new Map<string, Set<string>>();
+    for (const k of found.values()) {
+      const rec = await this.recordFor(k).catch(() => undefined);
+      for (const p of rec?.archive?.partitions ?? []) {
+        const sha = p.info.image.sha384?.toLowerCase();
+        if (!sha) continue;
+        let ids = blobs.get(sha);
+        if (!ids) blobs.set(sha, (ids = new Set()));
+        ids.add(k.id);
+      }
+    }
+    this.blobs = blobs;
+    // Verification results of files that no longer exist would only pile up.
+    const live = new Set([...found.values()].map((k) => identityKey(k.identity)));
+    for (const key of this.verified.keys()) if (!live.has(key)) this.verified.delete(key);
+    this.lastScan = new Date();
+    if (this.opts.verify) this.startVerify();
+  }
+
+  private async walk(dir: string, out: Map<string, Known>): Promise<void> {
+    let entries;
+    try {
+      entries = await readdir(dir, { withFileTypes: true });
+    } catch {
+      return; // removed while scanning, or unreadable: the next scan sees it again
+    }
+    for (const d of entries) {
+      // Dot files are how atomic writers stage (cosi-pack's .x.partial): never list them.
+      if (d.name.startsWith('.')) continue;
+      const full = join(dir, d.name);
+      if (d.isDirectory()) {
+        await this.walk(full, out);
+        continue;
+      }
+      if (!d.name.endsWith(COSI_EXT) || !(d.isFile() || d.isSymbolicLink())) continue;
+      const relPath = relative(this.rootReal, full).split(sep).join('/');
+      const id = relPath.slice(0, -COSI_EXT.length);
+      if (id === '' || id.split('/').some((s) => s === '' || s === '.' || s === '..')) continue;
+      try {
+        if (d.isSymbolicLink()) {
+          const target = await realpath(full);
+          if (!this.inside(target)) {
+            const st = await lstat(full);
+            out.set(id, { id, relPath, path: full, identity: identityOf(st), refused: 'symlink points outside the catalog root' });
+            continue;
+          }
+          const st = await stat(target);
+          if (!st.isFile()) continue;
+          out.set(id, { id, relPath, path: target, identity: identityOf(st) });
+        } else {
+          out.set(id, { id, relPath, path: full, identity: identityOf(await stat(full)) });
+        }
+      } catch {
+        continue; // vanished between readdir and stat
+      }
+    }
+  }
+
+  private inside(real: string): boolean {
+    return real === this.rootReal || real.startsWith(this.rootReal + sep);
+  }
+
+  /** The record for what the scan saw; opens the file only when the identity is new. */
+  private async recordFor(k: Known): Promise<IndexRecord> {
+    if (k.refused) return this.refusedRecord(k);
+    const cached = this.records.get(identityKey(k.identity));
+    if (cached && cached.id === k.id) return cached;
+    const a = await this.openKnown(k);
+    const rec = a.record;
+    await a.release();
+    return rec;
+  }
+
+  private refusedRecord(k: Known): IndexRecord {
+    return {
+      id: k.id,
+      relPath: k.relPath,
+      path: k.path,
+      identity: k.identity,
+      etag: '"refused"',
+      lastModified: new Date(Math.floor(k.identity.mtimeMs / 1000) * 1000),
+      valid: false,
+      reason: k.refused,
+      errors: [{ field: 'file', rule: 'outside-root', message: k.refused! }],
+      warnings: [],
+      indexedAt: new Date(),
+      indexMs: 0,
+    };
+  }
+
+  /** Every image as last scanned, for listings. */
+  async list(): Promise<IndexRecord[]> {
+    const out: IndexRecord[] = [];
+    for (const k of this.known.values()) {
+      const r = await this.recordFor(k).catch(() => undefined);
+      if (r) out.push(r);
+    }
+    return out.sort((a, b) => a.id.localeCompare(b.id));
+  }
+
+  /** Validity of every indexed image, without indexing anything (for gauges). */
+  validity(): boolean[] {
+    const out: boolean[] = [];
+    for (const k of this.known.values()) {
+      if (k.refused) out.push(false);
+      else {
+        const r = this.records.peek(identityKey(k.identity));
+        if (r) out.push(r.valid);
+      }
+    }
+    return out;
+  }
+
+  has(id: string): boolean {
+    return this.known.has(id);
+  }
+
+  /**
+   * Open an image for serving. The record returned always describes the
+   * bytes behind the handle: a file changed since it was indexed is indexed
+   * again first, through the same handle.
+   */
+  async open(id: string): Promise<OpenArchive | undefined> {
+    const k = this.known.get(id);
+    if (!k) return undefined;
+    if (k.refused) throw new HttpError(403, 'FORBIDDEN', `${id}: ${k.refused}`);
+    return this.openKnown(k);
+  }
+
+  private async openKnown(k: Known): Promise<OpenArchive> {
+    if (this.openFiles >= (this.opts.maxOpenFiles ?? 512)) {
+      throw new HttpError(503, 'BUSY', 'too many open files; retry shortly', { 'Retry-After': '1' });
+    }
+    this.openFiles++;
+    let fh: FileHandle | undefined;
+    try {
+      // The scan's real path could have become a symlink since: check again, cheaply.
+      const real = await realpath(k.path);
+      if (!this.inside(real)) throw new HttpError(404, 'NOT_FOUND', `no image ${k.id}`);
+      fh = await open(real, 'r');
+      const st = await fh.stat();
+      if (!st.isFile()) throw new HttpError(404, 'NOT_FOUND', `no image ${k.id}`);
+      const identity = identityOf(st);
+      const key = identityKey(identity);
+      let record = this.records.get(key);
+      if (!record || record.id !== k.id) {
+        this.opts.metrics?.inc('cosi_index_runs_total');
+        record = await indexArchive(new HandleSource(k.relPath, fh, identity.size), { id: k.id, relPath: k.relPath, path: real, identity });
+        if (!record.valid) this.opts.metrics?.inc('cosi_index_errors_total');
+        const earlier = this.verified.get(key);
+        if (earlier && record.archive) record.archive = earlier;
+        this.records.set(key, record);
+        this.opts.log?.({ event: 'indexed', id: k.id, valid: record.valid, reason: record.reason, ms: Math.round(record.indexMs) });
+      }
+      if (!sameIdentity(k.identity, identity)) {
+        // The path now holds other bytes than the scan saw: remember them, and rescan soon for the rest.
+        this.known.set(k.id, { ...k, identity });
+      }
+      const handle = fh;
+      let released = false;
+      return {
+        record,
+        fh: handle,
+        stream: (offset, length) => streamRange(handle, offset, length),
+        release: async () => {
+          if (released) return;
+          released = true;
+          this.openFiles--;
+          await handle.close().catch(() => {});
+        },
+      };
+    } catch (err) {
+      this.openFiles--;
+      await fh?.close().catch(() => {});
+      if (err instanceof HttpError) throw err;
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') throw new HttpError(404, 'NOT_FOUND', `no image ${k.id} (removed)`);
+      throw new HttpError(500, 'COSI_ERR_IO', `cannot open ${k.id}: ${code ?? (err as Error).message}`);
+    }
+  }
+
+  /** Ids of images holding an image with this SHA-384 (lowercase hex). */
+  blobHolders(sha384: string): string[] {
+    return [...(this.blobs.get(sha384) ?? [])];
+  }
+
+  /** Resolves once the background verification (if any) has gone through every image. */
+  async verifyIdle(): Promise<void> {
+    while (this.verifying) await this.verifying;
+  }
+
+  private startVerify(): void {
+    if (this.verifying) {
+      // Files found by a scan during this pass get their own pass afterwards.
+      this.verifyAgain = true;
+      return;
+    }
+    this.verifyAgain = false;
+    this.verifying = (async () => {
+      try {
+        for (const k of [...this.known.values()]) {
+          if (this.closed) return;
+          if (k.refused || this.verified.has(identityKey(k.identity))) continue;
+          const a = await this.open(k.id).catch(() => undefined);
+          if (!a) continue;
+          try {
+            const key = identityKey(identityOf(await a.fh.stat()));
+            if (this.verified.has(key) || !a.record.archive) continue;
+            const corrupt = await verifyRecord(a);
+            if (corrupt > 0) this.opts.metrics?.inc('cosi_verify_corrupt_total', {}, corrupt);
+            this.verified.set(key, a.record.archive);
+            this.opts.log?.({ event: 'verified', id: k.id, corrupt });
+          } finally {
+            await a.release();
+          }
+        }
+      } finally {
+        this.verifying = undefined;
+        if (this.verifyAgain && !this.closed) this.startVerify();
+      }
+    })();
+  }
+}

@@ -1,0 +1,194 @@
+/**
+ * Server settings from flags and environment variables. Every flag has a
+ * COSI_* twin so the server can run from a unit file or a container without
+ * a wrapper script; a flag given on the command line wins over the variable.
+ */
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { CosiError } from '../shared/errors.js';
+import { parseCli } from '../shared/cli.js';
+
+export interface ServerConfig {
+  /** Catalog directory; undefined serves the built-in sample catalog. */
+  root?: string;
+  host: string;
+  /** 0 picks a free port. */
+  port: number;
+  /** Seconds between full rescans (the watcher can miss events); 0 disables. */
+  rescanSeconds: number;
+  /** fs.watch the root for immediate pickup. */
+  watch: boolean;
+  /** Hash every image once in the background and mark corrupt partitions. */
+  verify: boolean;
+  tokenFile?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  quiet: boolean;
+  /** More ranges than this in one request get a plain 200 of the whole body. */
+  maxRanges: number;
+  maxDecompressions: number;
+  maxOpenFiles: number;
+  headersTimeoutMs: number;
+  requestTimeoutMs: number;
+  /** A connection with no traffic this long is closed: a client that stops reading must not hold a file handle forever. */
+  idleTimeoutMs: number;
+  /** How long SIGTERM waits for running transfers before cutting them. */
+  shutdownGraceMs: number;
+  /** Where the sample catalog is built when no root is given. */
+  cacheDir: string;
+  /** Index records kept in memory; evicted ones are rebuilt on demand. */
+  indexCacheEntries: number;
+}
+
+export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
+  const base = env.XDG_CACHE_HOME && env.XDG_CACHE_HOME.startsWith('/') ? env.XDG_CACHE_HOME : join(homedir(), '.cache');
+  return join(base, 'cosi-stream');
+}
+
+export function defaultConfig(env: NodeJS.ProcessEnv = process.env): ServerConfig {
+  return {
+    host: '127.0.0.1',
+    port: 8080,
+    rescanSeconds: 30,
+    watch: true,
+    verify: false,
+    quiet: false,
+    maxRanges: 16,
+    maxDecompressions: 4,
+    maxOpenFiles: 512,
+    headersTimeoutMs: 30_000,
+    requestTimeoutMs: 300_000,
+    idleTimeoutMs: 120_000,
+    shutdownGraceMs: 30_000,
+    cacheDir: defaultCacheDir(env),
+    indexCacheEntries: 10_000,
+  };
+}
+
+export const USAGE = `usage: cosi-server [--root DIR] [--host ADDR] [--port N] [options]
+
+Serves every *.cosi file under DIR (recursively) with full HTTP range support.
+Without --root it serves a small sample catalog, built on first start.
+
+options (each also read from the environment variable shown):
+  --root DIR               catalog directory                     COSI_ROOT
+  --host ADDR              listen address (default 127.0.0.1)    COSI_HOST
+  --port N                 listen port, 0 for any (default 8080) COSI_PORT
+  --rescan SECONDS         full rescan interval, 0 = off (30)    COSI_RESCAN
+  --no-watch               do not watch the root for changes     COSI_NO_WATCH=1
+  --verify                 hash every image once in background   COSI_VERIFY=1
+  --token-file FILE        bearer tokens, one per line           COSI_TOKEN_FILE
+  --tls-cert FILE          PEM certificate (with --tls-key)      COSI_TLS_CERT
+  --tls-key FILE           PEM private key                       COSI_TLS_KEY
+  --max-ranges N           ranges per request before a 200 (16) COSI_MAX_RANGES
+  --max-decompress N       concurrent ?decompress=1 streams (4)  COSI_MAX_DECOMPRESS
+  --max-open-files N       open archive handles (512)            COSI_MAX_OPEN_FILES
+  --headers-timeout SEC    time to receive request headers (30)  COSI_HEADERS_TIMEOUT
+  --request-timeout SEC    time to receive a request (300)       COSI_REQUEST_TIMEOUT
+  --idle-timeout SEC       close stalled connections after (120) COSI_IDLE_TIMEOUT
+  --shutdown-grace SEC     SIGTERM drain deadline (30)           COSI_SHUTDOWN_GRACE
+  --cache-dir DIR          sample catalog location               COSI_CACHE_DIR
+  -q, --quiet              no request log on stderr              COSI_QUIET=1
+  -h, --help
+
+When listening, one JSON line goes to stdout: {"event":"listening","url":...}.
+`;
+
+const FLAGS = {
+  root: { type: 'string', env: 'COSI_ROOT' },
+  host: { type: 'string', env: 'COSI_HOST' },
+  port: { type: 'string', env: 'COSI_PORT' },
+  rescan: { type: 'string', env: 'COSI_RESCAN' },
+  'no-watch': { type: 'boolean', env: 'COSI_NO_WATCH' },
+  verify: { type: 'boolean', env: 'COSI_VERIFY' },
+  'token-file': { type: 'string', env: 'COSI_TOKEN_FILE' },
+  'tls-cert': { type: 'string', env: 'COSI_TLS_CERT' },
+  'tls-key': { type: 'string', env: 'COSI_TLS_KEY' },
+  'max-ranges': { type: 'string', env: 'COSI_MAX_RANGES' },
+  'max-decompress': { type: 'string', env: 'COSI_MAX_DECOMPRESS' },
+  'max-open-files': { type: 'string', env: 'COSI_MAX_OPEN_FILES' },
+  'headers-timeout': { type: 'string', env: 'COSI_HEADERS_TIMEOUT' },
+  'request-timeout': { type: 'string', env: 'COSI_REQUEST_TIMEOUT' },
+  'idle-timeout': { type: 'string', env: 'COSI_IDLE_TIMEOUT' },
+  'shutdown-grace': { type: 'string', env: 'COSI_SHUTDOWN_GRACE' },
+  'cache-dir': { type: 'string', env: 'COSI_CACHE_DIR' },
+  quiet: { type: 'boolean', env: 'COSI_QUIET', short: 'q' },
+  help: { type: 'boolean', env: undefined, short: 'h' },
+} as const;
+
+type Flag = keyof typeof FLAGS;
+
+function envBool(name: string, v: string): boolean {
+  if (/^(1|true|yes|on)$/i.test(v)) return true;
+  if (/^(0|false|no|off|)$/i.test(v)) return false;
+  throw new CosiError('COSI_ERR_USAGE', `${name} must be 1 or 0, got ${JSON.stringify(v)}`);
+}
+
+function num(flag: string, v: string, min: number, max: number): number {
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isFinite(n) || n < min || n > max) {
+    throw new CosiError('COSI_ERR_USAGE', `--${flag} must be a number from ${min} to ${max}, got ${JSON.stringify(v)}`);
+  }
+  return n;
+}
+
+function int(flag: string, v: string, min: number, max: number): number {
+  const n = num(flag, v, min, max);
+  if (!Number.isInteger(n)) throw new CosiError('COSI_ERR_USAGE', `--${flag} must be a whole number, got ${JSON.stringify(v)}`);
+  return n;
+}
+
+export type ParsedArgs = { help: true } | { help: false; config: ServerConfig };
+
+/** Flags first, then environment, then defaults. */
+export function parseConfig(args: string[], env: NodeJS.ProcessEnv = process.env): ParsedArgs {
+  const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = {};
+  for (const [name, f] of Object.entries(FLAGS)) options[name] = 'short' in f ? { type: f.type, short: f.short } : { type: f.type };
+  const { values, positionals } = parseCli({ args, options, allowPositionals: true, strict: true });
+  if (positionals.length > 0) throw new CosiError('COSI_ERR_USAGE', `unexpected argument ${JSON.stringify(positionals[0])} (did you mean --root ${positionals[0]}?)`);
+  if (values.help) return { help: true };
+
+  const get = (flag: Flag): string | boolean | undefined => {
+    const v = (values as Record<string, string | boolean | undefined>)[flag];
+    if (v !== undefined) return v;
+    const name = FLAGS[flag].env;
+    const e = name ? env[name] : undefined;
+    if (e === undefined) return undefined;
+    return FLAGS[flag].type === 'boolean' ? envBool(name!, e) : e;
+  };
+  const str = (flag: Flag): string | undefined => {
+    const v = get(flag);
+    if (typeof v !== 'string') return undefined;
+    if (v === '') throw new CosiError('COSI_ERR_USAGE', `--${flag} must not be empty`);
+    return v;
+  };
+  const bool = (flag: Flag): boolean => get(flag) === true;
+
+  const c = defaultConfig(env);
+  const s = (flag: Flag, apply: (v: string) => void) => {
+    const v = str(flag);
+    if (v !== undefined) apply(v);
+  };
+  s('root', (v) => (c.root = v));
+  s('host', (v) => (c.host = v));
+  s('port', (v) => (c.port = int('port', v, 0, 65535)));
+  s('rescan', (v) => (c.rescanSeconds = num('rescan', v, 0, 86_400)));
+  c.watch = !bool('no-watch');
+  c.verify = bool('verify');
+  s('token-file', (v) => (c.tokenFile = v));
+  s('tls-cert', (v) => (c.tlsCert = v));
+  s('tls-key', (v) => (c.tlsKey = v));
+  s('max-ranges', (v) => (c.maxRanges = int('max-ranges', v, 1, 1000)));
+  s('max-decompress', (v) => (c.maxDecompressions = int('max-decompress', v, 0, 1000)));
+  s('max-open-files', (v) => (c.maxOpenFiles = int('max-open-files', v, 1, 1_000_000)));
+  s('headers-timeout', (v) => (c.headersTimeoutMs = num('headers-timeout', v, 1, 3600) * 1000));
+  s('request-timeout', (v) => (c.requestTimeoutMs = num('request-timeout', v, 1, 86_400) * 1000));
+  s('idle-timeout', (v) => (c.idleTimeoutMs = num('idle-timeout', v, 1, 86_400) * 1000));
+  s('shutdown-grace', (v) => (c.shutdownGraceMs = num('shutdown-grace', v, 0, 3600) * 1000));
+  s('cache-dir', (v) => (c.cacheDir = v));
+  c.quiet = bool('quiet');
+  if ((c.tlsCert === undefined) !== (c.tlsKey === undefined)) {
+    throw new CosiError('COSI_ERR_USAGE', '--tls-cert and --tls-key go together: give both or neither');
+  }
+  return { help: false, config: c };
+}

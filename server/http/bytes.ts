@@ -1,0 +1,150 @@
+/**
+ * Range serving for every byte endpoint (raw archives, partitions, blobs),
+ * written straight to Node's ServerResponse: the exact Content-Length goes
+ * out first (never chunked: some CDNs then drop ranges, and installers trust
+ * the length), and the body is piped from the file with backpressure.
+ *
+ * Order of evaluation follows RFC 9110 §13.2.2: If-Match, If-None-Match
+ * (304), If-Modified-Since, then Range guarded by If-Range.
+ */
+import { randomBytes } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import {
+  etagMatches,
+  formatContentRange,
+  ifRangeAllows,
+  parseHttpDate,
+  parseRangeHeader,
+  unsatisfiedContentRange,
+  type ByteRange,
+} from '../../shared/range.js';
+import { errorBody } from './errors.js';
+
+export interface ByteBody {
+  size: number;
+  /** Strong, quoted. */
+  etag: string;
+  lastModified: Date;
+  contentType: string;
+  /** Extra headers on every answer (X-Cosi-*, Cache-Control). */
+  headers?: Record<string, string>;
+  /** Bytes [start, end] (inclusive) of the body. */
+  open(start: number, end: number): Readable;
+}
+
+export interface SendOptions {
+  maxRanges: number;
+  /** Called with each chunk's length as it is handed to the socket. */
+  onBytes?: (n: number) => void;
+  onRange?: (kind: 'single' | 'multipart') => void;
+}
+
+function header(req: IncomingMessage, name: string): string | undefined {
+  const v = req.headers[name];
+  return Array.isArray(v) ? v.join(', ') : v;
+}
+
+function baseHeaders(body: ByteBody): Record<string, string> {
+  return {
+    'Accept-Ranges': 'bytes',
+    ETag: body.etag,
+    'Last-Modified': body.lastModified.toUTCString(),
+    ...body.headers,
+  };
+}
+
+function sendJsonError(res: ServerResponse, status: number, code: string, message: string, headers: Record<string, string>): void {
+  const text = JSON.stringify(errorBody(code, message));
+  res.writeHead(status, { ...headers, 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+/** Is the representation unchanged since the client's copy? (If-None-Match, else If-Modified-Since.) */
+function notModified(req: IncomingMessage, body: ByteBody): boolean {
+  const inm = header(req, 'if-none-match');
+  if (inm !== undefined) return etagMatches(inm, body.etag, { weak: true });
+  const ims = header(req, 'if-modified-since');
+  if (ims === undefined) return false;
+  const t = parseHttpDate(ims);
+  return t !== undefined && Math.floor(body.lastModified.getTime() / 1000) * 1000 <= t;
+}
+
+/** Answer a GET or HEAD for `body`; resolves when the response is done or failed. */
+export async function sendBytes(req: IncomingMessage, res: ServerResponse, body: ByteBody, opts: SendOptions): Promise<void> {
+  const head = req.method === 'HEAD';
+  const base = baseHeaders(body);
+
+  const ifMatch = header(req, 'if-match');
+  if (ifMatch !== undefined && !etagMatches(ifMatch, body.etag, { weak: false }) && ifMatch.trim() !== '*') {
+    return sendJsonError(res, 412, 'PRECONDITION_FAILED', 'If-Match does not match the current ETag', base);
+  }
+  if (notModified(req, body)) {
+    res.writeHead(304, base);
+    res.end();
+    return;
+  }
+
+  let ranges: ByteRange[] | undefined;
+  const rangeHeader = header(req, 'range');
+  if (rangeHeader !== undefined && ifRangeAllows(header(req, 'if-range'), body.etag, body.lastModified)) {
+    const parsed = parseRangeHeader(rangeHeader, body.size, { maxRanges: opts.maxRanges });
+    if (parsed.kind === 'unsatisfiable') {
+      return sendJsonError(res, 416, 'RANGE_NOT_SATISFIABLE', `no requested range starts before the end (${body.size} bytes)`, {
+        ...base,
+        'Content-Range': unsatisfiedContentRange(body.size),
+      });
+    }
+    if (parsed.kind === 'ranges') ranges = parsed.ranges;
+  }
+
+  const count = async function* (source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+    for await (const chunk of source) {
+      opts.onBytes?.(chunk.length);
+      yield chunk;
+    }
+  };
+
+  if (!ranges) {
+    res.writeHead(200, { ...base, 'Content-Type': body.contentType, 'Content-Length': String(body.size) });
+    if (head || body.size === 0) return void res.end();
+    return pipeline(body.open(0, body.size - 1), count, res);
+  }
+
+  if (ranges.length === 1) {
+    const r = ranges[0]!;
+    res.writeHead(206, {
+      ...base,
+      'Content-Type': body.contentType,
+      'Content-Length': String(r.end - r.start + 1),
+      'Content-Range': formatContentRange(r.start, r.end, body.size),
+    });
+    opts.onRange?.('single');
+    if (head) return void res.end();
+    return pipeline(body.open(r.start, r.end), count, res);
+  }
+
+  const boundary = `cosi-${randomBytes(12).toString('hex')}`;
+  const partHead = (r: ByteRange, i: number): Buffer =>
+    Buffer.from(`${i === 0 ? '' : '\r\n'}--${boundary}\r\nContent-Type: ${body.contentType}\r\nContent-Range: ${formatContentRange(r.start, r.end, body.size)}\r\n\r\n`);
+  const tail = Buffer.from(`\r\n--${boundary}--\r\n`);
+  const heads = ranges.map(partHead);
+  const length = heads.reduce((n, h, i) => n + h.length + ranges[i]!.end - ranges[i]!.start + 1, tail.length);
+  res.writeHead(206, { ...base, 'Content-Type': `multipart/byteranges; boundary=${boundary}`, 'Content-Length': String(length) });
+  opts.onRange?.('multipart');
+  if (head) return void res.end();
+  const parts = async function* (): AsyncGenerator<Buffer> {
+    for (let i = 0; i < ranges.length; i++) {
+      yield heads[i]!;
+      const r = ranges[i]!;
+      // One range at a time: the next file stream opens only when the previous is drained.
+      for await (const chunk of body.open(r.start, r.end)) {
+        opts.onBytes?.((chunk as Buffer).length);
+        yield chunk as Buffer;
+      }
+    }
+    yield tail;
+  };
+  return pipeline(parts, res);
+}

@@ -1,0 +1,37 @@
+/**
+ * What every route gets: the Node request/response pair (byte endpoints
+ * write to it directly), per-request bookkeeping for the log, and the
+ * shared services.
+ */
+import type { HttpBindings } from '@hono/node-server';
+import type { Catalog } from '../catalog.js';
+import type { Metrics } from '../metrics.js';
+import type { Gate } from './gate.js';
+
+export interface RequestStats {
+  /** Route label for metrics and the log; set by the route that answered. */
+  route: string;
+  /** Body bytes of byte endpoints. */
+  bytes: number;
+  id?: string;
+  /** Why a transfer ended early, if it did. */
+  aborted?: string;
+}
+
+export type AppEnv = {
+  Bindings: HttpBindings;
+  Variables: { stats: RequestStats };
+};
+
+export interface AppDeps {
+  catalog: Catalog;
+  metrics: Metrics;
+  maxRanges: number;
+  decompressGate: Gate;
+  /** Checks an Authorization header; absent when the catalog is public. */
+  authorize?: (header: string | undefined) => boolean;
+  /** One JSON object per request; absent when quiet. */
+  log?: (line: Record<string, unknown>) => void;
+  /** Draining for shutdown: new requests get Connection: close. */
+  draining?: () => boolean;
+}

@@ -1,0 +1,46 @@
+/**
+ * Every error a client sees is one JSON shape, `{ error: { code, message } }`,
+ * with the status that fits. Format and selection problems keep their
+ * CosiError code so a client can branch on the same codes as the CLI.
+ */
+import { isCosiError, oneLine, type ErrorCode } from '../../shared/errors.js';
+
+export class HttpError extends Error {
+  override readonly name = 'HttpError';
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(message);
+  }
+}
+
+export const notFound = (what: string): HttpError => new HttpError(404, 'NOT_FOUND', what);
+
+const STATUS_OF_CODE: Partial<Record<ErrorCode, number>> = {
+  COSI_ERR_SELECTOR: 404,
+  COSI_ERR_USAGE: 400,
+  COSI_ERR_NOT_COSI: 422,
+  COSI_ERR_INVALID: 422,
+  COSI_ERR_METADATA: 422,
+  COSI_ERR_TAR: 422,
+  COSI_ERR_TRUNCATED: 422,
+  COSI_ERR_IO: 500,
+};
+
+export interface ErrorBody {
+  error: { code: string; message: string };
+}
+
+export function errorBody(code: string, message: string): ErrorBody {
+  return { error: { code, message } };
+}
+
+/** Status, headers and body for anything thrown by a handler. */
+export function describeError(err: unknown): { status: number; headers: Record<string, string>; body: ErrorBody } {
+  if (err instanceof HttpError) return { status: err.status, headers: err.headers, body: errorBody(err.code, err.message) };
+  if (isCosiError(err)) return { status: STATUS_OF_CODE[err.code] ?? 500, headers: {}, body: errorBody(err.code, oneLine(err)) };
+  return { status: 500, headers: {}, body: errorBody('INTERNAL', 'internal server error') };
+}

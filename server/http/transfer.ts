@@ -1,0 +1,53 @@
+/**
+ * Glue between a route and sendBytes: one slice of an opened archive (or an
+ * in-memory buffer) as a ByteBody, byte and range accounting, and the handle
+ * released whatever happens. Once headers are out an error can only cut the
+ * connection, which a client sees as a short body against Content-Length.
+ */
+import { Readable } from 'node:stream';
+import type { Context } from 'hono';
+import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
+import type { OpenArchive } from '../catalog.js';
+import { sendBytes, type ByteBody } from './bytes.js';
+import type { AppDeps, AppEnv } from './env.js';
+
+export type BodyMeta = Omit<ByteBody, 'open' | 'size'>;
+
+export function sliceOf(a: OpenArchive, offset: number, size: number, meta: BodyMeta): ByteBody {
+  return { ...meta, size, open: (start, end) => a.stream(offset + start, end - start + 1) };
+}
+
+export function bufferBody(bytes: Buffer, meta: BodyMeta): ByteBody {
+  return { ...meta, size: bytes.length, open: (start, end) => Readable.from([bytes.subarray(start, end + 1)]) };
+}
+
+export function abortReason(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException)?.code;
+  if (code === 'ERR_STREAM_PREMATURE_CLOSE' || code === 'ECONNRESET' || code === 'EPIPE') return 'client-gone';
+  if (typeof code === 'string' && code.startsWith('COSI_ERR_')) return code;
+  return code ?? 'error';
+}
+
+/** Send `body`, then release `a` (if given). Errors before the headers surface as JSON errors. */
+export async function transfer(c: Context<AppEnv>, deps: AppDeps, body: ByteBody, a?: OpenArchive): Promise<Response> {
+  const { incoming, outgoing } = c.env;
+  const stats = c.get('stats');
+  try {
+    await sendBytes(incoming, outgoing, body, {
+      maxRanges: deps.maxRanges,
+      onBytes: (n) => {
+        stats.bytes += n;
+        deps.metrics.inc('cosi_http_bytes_served_total', { route: stats.route }, n);
+      },
+      onRange: (kind) => deps.metrics.inc('cosi_http_range_requests_total', { kind }),
+    });
+  } catch (err) {
+    if (!outgoing.headersSent) throw err;
+    stats.aborted = abortReason(err);
+    deps.metrics.inc('cosi_http_aborted_total', { reason: stats.aborted });
+    outgoing.destroy();
+  } finally {
+    await a?.release();
+  }
+  return RESPONSE_ALREADY_SENT;
+}

@@ -1,0 +1,131 @@
+/**
+ * One archive file in, one index record out. Reads only what checkArchive
+ * reads (marker, metadata, tar headers, the small primary-GPT image), so a
+ * 20 GiB archive indexes as fast as a 20 MiB one. A file that is not a valid
+ * COSI still gets a record, carrying the reason, so the catalog can show it.
+ */
+import { createHash } from 'node:crypto';
+import type { Stats } from 'node:fs';
+import { checkArchive } from '../shared/check.js';
+import { oneLine } from '../shared/errors.js';
+import { listPartitions, type CosiMetadata, type PartitionInfo } from '../shared/metadata.js';
+import type { ByteSource } from '../shared/source.js';
+import type { TarEntry } from '../shared/tar.js';
+import type { ValidationIssue } from '../shared/validate.js';
+
+/** What identifies the bytes behind a path: a rename or rewrite changes at least one. */
+export interface FileIdentity {
+  dev: number;
+  ino: number;
+  size: number;
+  mtimeMs: number;
+}
+
+export function identityOf(st: Pick<Stats, 'dev' | 'ino' | 'size' | 'mtimeMs'>): FileIdentity {
+  return { dev: st.dev, ino: st.ino, size: st.size, mtimeMs: st.mtimeMs };
+}
+
+export function sameIdentity(a: FileIdentity, b: FileIdentity): boolean {
+  return a.dev === b.dev && a.ino === b.ino && a.size === b.size && a.mtimeMs === b.mtimeMs;
+}
+
+export function identityKey(i: FileIdentity): string {
+  return `${i.dev}:${i.ino}:${i.size}:${i.mtimeMs}`;
+}
+
+/** One partition as served: the metadata's view plus where its bytes sit in the tar. */
+export interface PartitionRecord {
+  info: PartitionInfo;
+  /** Absent when the archive has no tar entry for the image (the record is then invalid). */
+  entry?: Pick<TarEntry, 'headerOffset' | 'dataOffset' | 'size'>;
+  /** Set by --verify: 'ok', or why the stored bytes do not match the metadata. */
+  verified?: 'ok' | string;
+}
+
+export interface ArchiveView {
+  metadataBytes: Buffer;
+  metadataSha384: string;
+  metadata: CosiMetadata;
+  entries: Array<Pick<TarEntry, 'name' | 'type' | 'headerOffset' | 'dataOffset' | 'size'>>;
+  partitions: PartitionRecord[];
+}
+
+export interface IndexRecord {
+  /** Relative path without `.cosi`, '/'-separated. */
+  id: string;
+  /** Relative path as found under the root. */
+  relPath: string;
+  /** Absolute path: only ever set from the directory scan, never from a request. */
+  path: string;
+  identity: FileIdentity;
+  /** Strong ETag of the raw archive: changes whenever the file does. */
+  etag: string;
+  lastModified: Date;
+  valid: boolean;
+  /** First problem, one line; set when invalid. */
+  reason?: string;
+  errors: ValidationIssue[];
+  warnings: ValidationIssue[];
+  /** Absent when the file could not be read as COSI at all. */
+  archive?: ArchiveView;
+  indexedAt: Date;
+  indexMs: number;
+}
+
+/** Strong validator for the raw bytes: identity plus what the metadata hashes to. */
+export function rawEtag(identity: FileIdentity, metadataSha384 = ''): string {
+  const h = createHash('sha256').update(`${identityKey(identity)}:${metadataSha384}`).digest('base64url');
+  return `"${h.slice(0, 27)}"`;
+}
+
+export async function indexArchive(src: ByteSource, file: { id: string; relPath: string; path: string; identity: FileIdentity }): Promise<IndexRecord> {
+  const t0 = performance.now();
+  const base = {
+    ...file,
+    lastModified: new Date(Math.floor(file.identity.mtimeMs / 1000) * 1000),
+    indexedAt: new Date(),
+  };
+  try {
+    const { archive, gpt, result } = await checkArchive(src);
+    const byName = new Map<string, TarEntry>();
+    for (const e of archive.index.entries) if (e.type === 'file' && !byName.has(e.name)) byName.set(e.name, e);
+    const partitions = listPartitions(archive.metadata, gpt).map((info): PartitionRecord => {
+      const e = byName.get(info.path);
+      return e ? { info, entry: { headerOffset: e.headerOffset, dataOffset: e.dataOffset, size: e.size } } : { info };
+    });
+    const view: ArchiveView = {
+      metadataBytes: archive.metadataBytes,
+      metadataSha384: archive.metadataSha384,
+      metadata: archive.metadata,
+      entries: archive.index.entries.map(({ name, type, headerOffset, dataOffset, size }) => ({ name, type, headerOffset, dataOffset, size })),
+      partitions,
+    };
+    return {
+      ...base,
+      etag: rawEtag(file.identity, archive.metadataSha384),
+      valid: result.valid,
+      reason: result.valid ? undefined : result.errors[0]?.message,
+      errors: result.errors,
+      warnings: result.warnings,
+      archive: view,
+      indexMs: performance.now() - t0,
+    };
+  } catch (err) {
+    // Anything unreadable is listed, never fatal: one bad upload must not take the catalog down.
+    const reason = oneLine(err);
+    return {
+      ...base,
+      etag: rawEtag(file.identity),
+      valid: false,
+      reason,
+      errors: [{ field: 'file', rule: (err as { code?: string }).code ?? 'unreadable', message: reason }],
+      warnings: [],
+      indexMs: performance.now() - t0,
+    };
+  }
+}
+
+/** Rough heap cost, for the LRU's size accounting. */
+export function recordWeight(r: IndexRecord): number {
+  return 1024 + (r.archive ? r.archive.metadataBytes.length * 3 + r.archive.entries.length * 200 : 0);
+}

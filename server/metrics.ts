@@ -1,0 +1,86 @@
+/**
+ * A handful of counters and gauges rendered in the Prometheus text format.
+ * Small on purpose: the server needs counters with labels and nothing else,
+ * so a client library would be more code than this.
+ */
+
+type Labels = Record<string, string>;
+
+interface Family {
+  help: string;
+  type: 'counter' | 'gauge';
+  values: Map<string, { labels: Labels; value: number }>;
+  /** Gauges read at scrape time. */
+  collect?: () => Array<{ labels: Labels; value: number }>;
+}
+
+function labelKey(labels: Labels): string {
+  return Object.keys(labels)
+    .sort()
+    .map((k) => `${k}=${labels[k]}`)
+    .join(',');
+}
+
+function escapeLabel(v: string): string {
+  return v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
+}
+
+function renderLabels(labels: Labels): string {
+  const keys = Object.keys(labels);
+  if (keys.length === 0) return '';
+  return `{${keys.map((k) => `${k}="${escapeLabel(labels[k]!)}"`).join(',')}}`;
+}
+
+export class Metrics {
+  private readonly families = new Map<string, Family>();
+
+  constructor() {
+    this.counter('cosi_http_requests_total', 'HTTP requests by route and status.');
+    this.counter('cosi_http_bytes_served_total', 'Body bytes written by byte endpoints, by route.');
+    this.counter('cosi_http_range_requests_total', 'Requests answered with 206, by kind (single, multipart).');
+    this.counter('cosi_http_aborted_total', 'Transfers cut short (client gone, read error or hash mismatch), by reason.');
+    this.counter('cosi_index_runs_total', 'Archive files indexed.');
+    this.counter('cosi_index_errors_total', 'Archive files indexed as invalid or unreadable.');
+    this.counter('cosi_verify_corrupt_total', 'Partitions whose stored bytes failed the --verify hash.');
+  }
+
+  counter(name: string, help: string): void {
+    if (!this.families.has(name)) this.families.set(name, { help, type: 'counter', values: new Map() });
+  }
+
+  gauge(name: string, help: string, collect: () => Array<{ labels: Labels; value: number }> | number): void {
+    this.families.set(name, {
+      help,
+      type: 'gauge',
+      values: new Map(),
+      collect: () => {
+        const v = collect();
+        return typeof v === 'number' ? [{ labels: {}, value: v }] : v;
+      },
+    });
+  }
+
+  inc(name: string, labels: Labels = {}, by = 1): void {
+    const f = this.families.get(name);
+    if (!f) throw new Error(`unknown metric ${name}`);
+    const key = labelKey(labels);
+    const cur = f.values.get(key);
+    if (cur) cur.value += by;
+    else f.values.set(key, { labels, value: by });
+  }
+
+  /** Current value, for tests and the health endpoint. */
+  value(name: string, labels: Labels = {}): number {
+    return this.families.get(name)?.values.get(labelKey(labels))?.value ?? 0;
+  }
+
+  render(): string {
+    const out: string[] = [];
+    for (const [name, f] of this.families) {
+      out.push(`# HELP ${name} ${f.help}`, `# TYPE ${name} ${f.type}`);
+      const samples = f.collect ? f.collect() : [...f.values.values()];
+      for (const s of samples) out.push(`${name}${renderLabels(s.labels)} ${s.value}`);
+    }
+    return out.join('\n') + '\n';
+  }
+}

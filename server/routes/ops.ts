@@ -1,0 +1,22 @@
+/** /healthz for load balancers and /metrics for Prometheus. */
+import { Hono } from 'hono';
+import type { AppDeps, AppEnv } from '../http/env.js';
+
+export function opsRoutes(deps: AppDeps): Hono<AppEnv> {
+  const app = new Hono<AppEnv>();
+  app.get('/healthz', (c) => {
+    c.get('stats').route = 'healthz';
+    c.header('Cache-Control', 'no-store');
+    const draining = deps.draining?.() ?? false;
+    return c.json(
+      { status: draining ? 'draining' : 'ok', images: deps.catalog.size, scannedAt: deps.catalog.lastScan?.toISOString() },
+      draining ? 503 : 200,
+    );
+  });
+  app.get('/metrics', (c) => {
+    c.get('stats').route = 'metrics';
+    c.header('Cache-Control', 'no-store');
+    return c.text(deps.metrics.render(), 200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' });
+  });
+  return app;
+}

@@ -1,0 +1,41 @@
+/**
+ * /cosi/{relative path}: the archive file itself, for installers that read
+ * COSI by range (Trident needs Accept-Ranges and exact Content-Length) and
+ * for plain tools like curl. The path is a key into the index, never joined
+ * to the root.
+ */
+import { Hono } from 'hono';
+import { COSI_EXT } from '../catalog.js';
+import type { AppDeps, AppEnv } from '../http/env.js';
+import { notFound } from '../http/errors.js';
+import { rawPathAfter, safeSegments } from '../http/paths.js';
+import { sliceOf, transfer } from '../http/transfer.js';
+
+export function rawRoutes(deps: AppDeps): Hono<AppEnv> {
+  const app = new Hono<AppEnv>();
+  app.get('/cosi/*', async (c) => {
+    const stats = c.get('stats');
+    stats.route = 'raw';
+    const raw = rawPathAfter(c.req.url, '/cosi/');
+    const segs = raw === undefined ? undefined : safeSegments(raw);
+    const rel = segs?.join('/');
+    if (!rel || !rel.endsWith(COSI_EXT)) throw notFound(`no archive at ${c.req.path}`);
+    const id = rel.slice(0, -COSI_EXT.length);
+    const a = deps.catalog.has(id) ? await deps.catalog.open(id) : undefined;
+    if (!a) throw notFound(`no archive at ${c.req.path}`);
+    stats.id = id;
+    const r = a.record;
+    return transfer(
+      c,
+      deps,
+      sliceOf(a, 0, r.identity.size, {
+        etag: r.etag,
+        lastModified: r.lastModified,
+        contentType: 'application/x-tar',
+        headers: r.archive ? { 'X-Cosi-Metadata-Sha384': r.archive.metadataSha384 } : {},
+      }),
+      a,
+    );
+  });
+  return app;
+}

@@ -1,0 +1,162 @@
+/**
+ * Process-level wiring: the catalog, the app, the HTTP(S) server with its
+ * timeouts, and graceful shutdown. `startServer` is what the CLI runs and
+ * what tests start in-process.
+ */
+import { readFile } from 'node:fs/promises';
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo, Socket } from 'node:net';
+import { getRequestListener, type Http2Bindings, type HttpBindings } from '@hono/node-server';
+import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
+import { CosiError } from '../shared/errors.js';
+import { createApp } from './app.js';
+import { bearerAuthorizer, loadTokens } from './auth.js';
+import { Catalog } from './catalog.js';
+import { defaultConfig, type ServerConfig } from './config.js';
+import { errorBody } from './http/errors.js';
+import { Gate } from './http/gate.js';
+import { Metrics } from './metrics.js';
+import { ensureSampleCatalog } from './sample.js';
+
+export type LogSink = (line: Record<string, unknown>) => void;
+
+export interface StartOptions extends Partial<ServerConfig> {
+  /** Where request and event lines go; default stderr, `false` for none. */
+  log?: LogSink | false;
+}
+
+export interface RunningServer {
+  url: string;
+  port: number;
+  root: string;
+  catalog: Catalog;
+  metrics: Metrics;
+  server: Server;
+  /** Stop accepting, let running transfers finish within the grace period, then cut the rest. */
+  close(graceMs?: number): Promise<void>;
+}
+
+function formatHost(host: string): string {
+  return host.includes(':') ? `[${host}]` : host;
+}
+
+export async function startServer(opts: StartOptions = {}): Promise<RunningServer> {
+  const config: ServerConfig = { ...defaultConfig(), ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)) };
+  const stderrLog: LogSink = (line) => void process.stderr.write(JSON.stringify(line) + '\n');
+  const log: LogSink | undefined = opts.log === false || config.quiet ? undefined : (opts.log ?? stderrLog);
+
+  const root = config.root ?? (await ensureSampleCatalog(config.cacheDir, log));
+  const metrics = new Metrics();
+  const catalog = new Catalog({
+    root,
+    rescanSeconds: config.rescanSeconds,
+    watch: config.watch,
+    verify: config.verify,
+    maxOpenFiles: config.maxOpenFiles,
+    indexCacheEntries: config.indexCacheEntries,
+    metrics,
+    log: log && ((e) => log({ time: new Date().toISOString(), ...e })),
+  });
+  try {
+    await catalog.start();
+  } catch (err) {
+    catalog.close();
+    throw err instanceof CosiError ? err : new CosiError('COSI_ERR_IO', (err as Error).message, { cause: err });
+  }
+  metrics.gauge('cosi_catalog_images', 'Archives in the catalog, by validity.', () => {
+    return [
+      { labels: { valid: 'true' }, value: countValid(catalog, true) },
+      { labels: { valid: 'false' }, value: countValid(catalog, false) },
+    ];
+  });
+  metrics.gauge('cosi_open_files', 'Archive handles open for transfers.', () => catalog.openHandles);
+  const decompressGate = new Gate(config.maxDecompressions);
+  metrics.gauge('cosi_decompressions_active', 'Running ?decompress=1 streams.', () => decompressGate.inUse);
+
+  const authorize = config.tokenFile ? bearerAuthorizer(await loadTokens(config.tokenFile)) : undefined;
+  let draining = false;
+  const app = createApp({ catalog, metrics, maxRanges: config.maxRanges, decompressGate, authorize, log, draining: () => draining });
+
+  // Byte endpoints write to the socket themselves. Hono rewraps HEAD answers in a fresh Response,
+  // which would make node-server write headers a second time: hand it the "already sent" marker instead.
+  const fetch = async (req: Request, env: HttpBindings | Http2Bindings): Promise<Response> => {
+    const res = await app.fetch(req, env as HttpBindings);
+    return env.outgoing.headersSent ? RESPONSE_ALREADY_SENT : res;
+  };
+  const listener = getRequestListener(fetch, {
+    // Requests node-server cannot even turn into a Request (bad Host, backslashes): still our JSON shape.
+    errorHandler: () =>
+      new Response(JSON.stringify(errorBody('BAD_REQUEST', 'malformed request')), { status: 400, headers: { 'Content-Type': 'application/json' } }),
+  });
+  let inflight = 0;
+  let drained: (() => void) | undefined;
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    inflight++;
+    res.once('close', () => {
+      inflight--;
+      if (inflight === 0) drained?.();
+    });
+    void listener(req, res);
+  };
+  // Node requires headersTimeout <= requestTimeout.
+  const timeouts = { headersTimeout: Math.min(config.headersTimeoutMs, config.requestTimeoutMs), requestTimeout: config.requestTimeoutMs, keepAliveTimeout: 5000 };
+  let server: Server;
+  if (config.tlsCert && config.tlsKey) {
+    const [cert, key] = await Promise.all([readFile(config.tlsCert), readFile(config.tlsKey)]).catch((err: NodeJS.ErrnoException) => {
+      catalog.close();
+      throw new CosiError('COSI_ERR_USAGE', `cannot read TLS certificate or key: ${err.path ?? ''} ${err.code ?? err.message}`.trim());
+    });
+    server = createHttpsServer({ cert, key, ...timeouts }, onRequest) as unknown as Server;
+  } else {
+    server = createHttpServer(timeouts, onRequest);
+  }
+  server.setTimeout(config.idleTimeoutMs, (socket) => socket.destroy());
+  const sockets = new Set<Socket>();
+  server.on('connection', (s: Socket) => {
+    sockets.add(s);
+    s.once('close', () => sockets.delete(s));
+  });
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    if (!socket.writable) return socket.destroy();
+    const body = JSON.stringify(errorBody('BAD_REQUEST', 'malformed request'));
+    const status = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request';
+    socket.end(`HTTP/1.1 ${status}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (err: NodeJS.ErrnoException) => {
+      catalog.close();
+      reject(new CosiError('COSI_ERR_IO', `cannot listen on ${config.host}:${config.port}: ${err.code ?? err.message}`, { cause: err }));
+    });
+    server.listen(config.port, config.host, () => resolve());
+  });
+  const port = (server.address() as AddressInfo).port;
+  const url = `${config.tlsCert ? 'https' : 'http'}://${formatHost(config.host)}:${port}`;
+
+  let closing: Promise<void> | undefined;
+  const close = (graceMs = config.shutdownGraceMs): Promise<void> => {
+    closing ??= (async () => {
+      draining = true;
+      catalog.close();
+      const stopped = new Promise<void>((r) => server.close(() => r()));
+      server.closeIdleConnections();
+      if (inflight > 0) {
+        await Promise.race([
+          new Promise<void>((r) => (drained = r)),
+          new Promise<void>((r) => setTimeout(r, graceMs).unref()),
+        ]);
+      }
+      // Past the deadline (or done): whatever is left is cut.
+      for (const s of sockets) s.destroy();
+      await stopped;
+    })();
+    return closing;
+  };
+
+  return { url, port, root, catalog, metrics, server, close };
+}
+
+function countValid(catalog: Catalog, valid: boolean): number {
+  return catalog.validity().filter((v) => v === valid).length;
+}

@@ -1,0 +1,95 @@
+/**
+ * Shared by the server tests: raw HTTP requests (node:http sends the path
+ * exactly as given, unlike fetch, which normalises '..'), a multipart/
+ * byteranges parser, and a temp catalog built from the real fixtures.
+ */
+import { execFile } from 'node:child_process';
+import { copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { request, type IncomingHttpHeaders } from 'node:http';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+
+export interface Reply {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: Buffer;
+  /** False when the connection ended before Content-Length bytes arrived. */
+  complete: boolean;
+}
+
+export function http(
+  base: string,
+  path: string,
+  opts: { method?: string; headers?: Record<string, string>; agent?: false } = {},
+): Promise<Reply> {
+  const u = new URL(base);
+  return new Promise((resolve, reject) => {
+    const req = request(
+      { host: u.hostname, port: u.port, path, method: opts.method ?? 'GET', headers: opts.headers, agent: opts.agent },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        const done = (complete: boolean) => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks), complete });
+        res.on('end', () => done(res.complete));
+        res.on('error', () => done(false));
+        res.on('aborted', () => done(false));
+      },
+    );
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+export function json(r: Reply): any {
+  return JSON.parse(r.body.toString('utf8'));
+}
+
+export interface Part {
+  contentType: string;
+  contentRange: string;
+  body: Buffer;
+}
+
+/** Parse multipart/byteranges strictly: each part's length comes from its Content-Range. */
+export function parseMultipart(contentType: string, body: Buffer): Part[] {
+  const m = /boundary=("?)([^";]+)\1/.exec(contentType);
+  if (!m) throw new Error(`no boundary in ${contentType}`);
+  const delim = `--${m[2]}`;
+  const parts: Part[] = [];
+  let at = 0;
+  for (;;) {
+    const start = body.indexOf(delim, at, 'latin1');
+    if (start < 0) throw new Error('missing boundary');
+    const after = start + delim.length;
+    if (body.toString('latin1', after, after + 2) === '--') break;
+    const headEnd = body.indexOf('\r\n\r\n', after, 'latin1');
+    const headers = body.toString('latin1', after + 2, headEnd).split('\r\n');
+    const get = (n: string) => headers.find((h) => h.toLowerCase().startsWith(n + ':'))!.slice(n.length + 1).trim();
+    const contentRange = get('content-range');
+    const cr = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(contentRange)!;
+    const len = Number(cr[2]) - Number(cr[1]) + 1;
+    const data = body.subarray(headEnd + 4, headEnd + 4 + len);
+    parts.push({ contentType: get('content-type'), contentRange, body: data });
+    at = headEnd + 4 + len;
+    if (body.toString('latin1', at, at + 2) !== '\r\n') throw new Error('part not followed by CRLF');
+  }
+  return parts;
+}
+
+export function run(cmd: string, args: string[]): Promise<{ code: number; stdout: Buffer; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(cmd, args, { encoding: 'buffer', maxBuffer: 256 << 20 }, (err, stdout, stderr) => {
+      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : 1) : 0;
+      resolve({ code, stdout, stderr: stderr.toString() });
+    });
+  });
+}
+
+export async function tempCatalog(files: Record<string, string>): Promise<{ dir: string; cleanup: () => Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), 'cosi-server-test-'));
+  for (const [rel, src] of Object.entries(files)) {
+    await mkdir(dirname(join(dir, rel)), { recursive: true });
+    await copyFile(src, join(dir, rel));
+  }
+  return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
+}
