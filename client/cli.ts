@@ -40,7 +40,8 @@ options:
   -j, --jobs N               images fetched at once (default 2)
       --progress MODE        auto (a bar when stderr is a terminal), bar, json, none
       --json                 print a JSON summary on stdout
-      --timeout SEC          give up on a connection idle this long, then resume (default 30)
+      --timeout SEC          give up on a connection idle this long, or below 1 KiB/s for twice
+                             as long, then resume (default 30)
       --retries N            failures tolerated per transfer (default 6)
   -q, --quiet                no warnings on stderr
   -h, --help
@@ -427,6 +428,8 @@ async function main(): Promise<number> {
       headers: parseHeaders(values.header),
       metadataSha384: checkPin(values['metadata-sha384']),
       idleTimeoutMs: timeout === undefined ? undefined : timeout * 1000,
+      // A trickling server never goes idle: the low-speed window follows --timeout (2x, as the defaults 30 s / 60 s).
+      lowSpeedWindowMs: timeout === undefined ? undefined : 2 * timeout * 1000,
       retries: intOption('retries', values.retries, 0, 1000),
     },
     warnings,

@@ -92,6 +92,27 @@ async function sectorSize(path: string): Promise<number | undefined> {
   }
 }
 
+export interface MountEntry {
+  source: string;
+  mountPoint: string;
+}
+
+/**
+ * The lines of /proc/self/mounts (fstab format): fields are separated by
+ * spaces, and space, tab, newline and backslash inside a field are written as
+ * octal escapes (\040, \011, \012, \134).
+ */
+export function parseMounts(text: string): MountEntry[] {
+  const unescape = (f: string) => f.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
+  const out: MountEntry[] = [];
+  for (const line of text.split('\n')) {
+    const [source, mountPoint] = line.split(' ');
+    if (!source || mountPoint === undefined) continue;
+    out.push({ source: unescape(source), mountPoint: unescape(mountPoint) });
+  }
+  return out;
+}
+
 /**
  * A device is busy when it or one of its partitions is mounted, or is held
  * by device-mapper/md (holders). The kernel's own O_EXCL check follows.
@@ -116,13 +137,10 @@ export async function deviceInUse(path: string, rdev: number, mountsText?: strin
     // No sysfs (containers): the mount table and O_EXCL still apply.
   }
   const mounts = mountsText ?? (await readFile('/proc/self/mounts', 'utf8').catch(() => ''));
-  for (const line of mounts.split('\n')) {
-    const [source, mountPoint] = line.split(' ');
-    if (!source?.startsWith('/') || mountPoint === undefined) continue;
+  for (const { source, mountPoint } of parseMounts(mounts)) {
+    if (!source.startsWith('/')) continue;
     const st = await stat(source).catch(() => undefined);
-    if (st?.isBlockDevice() && (targets.has(st.rdev) || st.rdev === rdev)) {
-      return `${source} is mounted on ${mountPoint.replace(/\\040/g, ' ')}`;
-    }
+    if (st?.isBlockDevice() && targets.has(st.rdev)) return `${source} is mounted on ${mountPoint}`;
   }
   return undefined;
 }
@@ -159,6 +177,8 @@ export async function openTarget(path: string, opts: OpenTargetOptions): Promise
     return { kind: 'device', path, writePath: path, fh, size, sectorSize: ss };
   }
   if (st && !st.isFile()) throw new CosiError('COSI_ERR_USAGE', `${path} is neither a regular file nor a block device`);
+  // 'out/' names a directory: without this, the rename onto it would fail only after the whole download.
+  if (!st && path.endsWith('/')) throw new CosiError('COSI_ERR_USAGE', `${path}: no such directory`);
   const tmp = join(dirname(path), `.${basename(path)}.cosi-fetch-${randomBytes(4).toString('hex')}.tmp`);
   let fh: FileHandle;
   try {

@@ -6,6 +6,8 @@
  * Ordering on a whole disk: partitions, then the backup GPT, fsync, and only
  * then the primary region, fsynced again. An interrupted install leaves a
  * disk without a valid primary table rather than one that looks complete.
+ * Shrunk filesystems on a device are grown in place after that, once our
+ * exclusive handle is closed (e2fsck and resize2fs need the device alone).
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -173,18 +175,23 @@ export async function writePartition(img: CosiImage, p: PartitionInfo, outPath: 
     }
     const shrunk = p.shrunk === true;
     let grown = false;
-    if (opts.grow && shrunk) {
-      if (!isExt(p.fsType)) {
-        opts.warn?.(`${labelOf(p)}: --grow only handles ext2/3/4, this is ${p.fsType ?? 'an unknown filesystem'}; left as is`);
-      } else {
-        if (t.kind === 'file') await t.fh.truncate(p.gptPartition!.size);
-        await syncTarget(t);
-        // A device is grown to its own size; a file was just extended to the partition's.
-        await growExt(t.writePath);
-        grown = true;
-      }
+    const growHere = opts.grow === true && shrunk && isExt(p.fsType);
+    if (opts.grow && shrunk && !growHere) {
+      opts.warn?.(`${labelOf(p)}: --grow only handles ext2/3/4, this is ${p.fsType ?? 'an unknown filesystem'}; left as is`);
+    }
+    if (growHere && t.kind === 'file') {
+      // Extended to the partition's size, grown under its temporary name, renamed only when done.
+      await t.fh.truncate(p.gptPartition!.size);
+      await syncTarget(t);
+      await growExt(t.writePath);
+      grown = true;
     }
     await commitTarget(t);
+    if (growHere && t.kind === 'device') {
+      // To the device's own size, once our exclusive handle is closed (e2fsck and resize2fs need it alone).
+      await growExt(t.path);
+      grown = true;
+    }
     ok = true;
     return {
       path: p.path,
@@ -235,6 +242,8 @@ export async function writeDisk(img: CosiImage, outPath: string, opts: WriteOpti
     // The table for this target: the same as the image's when sizes agree, else moved to the target's end.
     const backup = buildBackupGpt(img.primaryImage, targetSize);
     const sparse = t.kind === 'file';
+    // Device partitions to grow once the device is closed (see below).
+    const growLater: PartitionInfo[] = [];
     const results = await pool(placed, opts.jobs ?? 2, async (p) => {
       const gp = p.gptPartition!;
       const started = Date.now();
@@ -287,10 +296,8 @@ export async function writeDisk(img: CosiImage, outPath: string, opts: WriteOpti
             await verifyBack(t, w, gp.offset, p.path);
             verified = true;
           }
-          if (growHere) {
-            await syncTarget(t);
-            await growExt(`${t.writePath}?offset=${gp.offset}`, gp.size);
-          }
+          // e2fsck and resize2fs open the device exclusively, which our own O_EXCL handle forbids.
+          if (growHere) growLater.push(p);
         }
         ok = true;
         const result: PartitionResult = {
@@ -333,6 +340,9 @@ export async function writeDisk(img: CosiImage, outPath: string, opts: WriteOpti
       }
     }
     await commitTarget(t);
+    // In place on the device, now released; the table is already complete, and so is each
+    // filesystem (only smaller than its partition) should this be interrupted.
+    for (const p of growLater) await growExt(`${t.path}?offset=${p.gptPartition!.offset}`, p.gptPartition!.size);
     if (t.kind === 'device') {
       const w = await rereadPartitions(t.path);
       if (w) warn(w);

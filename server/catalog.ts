@@ -18,6 +18,7 @@ import { HttpError } from './http/errors.js';
 import { HandleSource, streamRange } from './handle-source.js';
 import { identityKey, identityOf, indexArchive, recordWeight, sameIdentity, type FileIdentity, type IndexRecord } from './indexer.js';
 import type { Metrics } from './metrics.js';
+import type { RemoteCatalog } from './remote.js';
 import { verifyRecord } from './verify.js';
 
 export const COSI_EXT = '.cosi';
@@ -34,7 +35,10 @@ interface Known {
 }
 
 export interface CatalogOptions {
+  /** Empty: no local files, only remotes. */
   root: string;
+  /** Archives on other HTTP servers, listed next to the local ones; a local file with the same id wins. */
+  remote?: RemoteCatalog;
   rescanSeconds?: number;
   watch?: boolean;
   verify?: boolean;
@@ -48,7 +52,8 @@ export interface CatalogOptions {
 /** An archive opened for one request: the handle and the record that describes exactly its bytes. */
 export interface OpenArchive {
   record: IndexRecord;
-  fh: FileHandle;
+  /** Local archives only; a remote one streams from its origin. */
+  fh?: FileHandle;
   /** [offset, offset+length) of the file, with backpressure. */
   stream(offset: number, length: number): Readable;
   release(): Promise<void>;
@@ -83,7 +88,17 @@ export class Catalog {
   }
 
   get size(): number {
-    return this.known.size;
+    return this.known.size + this.remoteIds().length;
+  }
+
+  /** Remote ids not shadowed by a local file. */
+  private remoteIds(): string[] {
+    return (this.opts.remote?.ids() ?? []).filter((id) => !this.known.has(id));
+  }
+
+  /** The origin URL when `id` is a remote image, for --redirect. */
+  originOf(id: string): string | undefined {
+    return this.known.has(id) ? undefined : this.opts.remote?.originOf(id);
   }
 
   get openHandles(): number {
@@ -91,11 +106,14 @@ export class Catalog {
   }
 
   async start(): Promise<void> {
-    this.rootReal = await realpath(this.root).catch((err: NodeJS.ErrnoException) => {
-      throw new CosiError('COSI_ERR_IO', `cannot read catalog root ${this.root}: ${err.code ?? err.message}`, { cause: err });
-    });
+    if (this.root !== '') {
+      this.rootReal = await realpath(this.root).catch((err: NodeJS.ErrnoException) => {
+        throw new CosiError('COSI_ERR_IO', `cannot read catalog root ${this.root}: ${err.code ?? err.message}`, { cause: err });
+      });
+    }
+    await this.opts.remote?.start();
     await this.rescan();
-    if (this.opts.watch !== false) this.startWatch();
+    if (this.opts.watch !== false && this.root !== '') this.startWatch();
     const every = this.opts.rescanSeconds ?? 30;
     if (every > 0) {
       this.timer = setInterval(() => void this.rescan().catch(() => {}), every * 1000);
@@ -157,7 +175,8 @@ export class Catalog {
 
   private async scanOnce(): Promise<void> {
     const found = new Map<string, Known>();
-    await this.walk(this.rootReal, found);
+    if (this.root !== '') await this.walk(this.rootReal, found);
+    await this.refreshRemotes();
     this.known = found;
     // Index new and changed files now, so the listing and the blob map are complete.
     const blobs = new Map<string, Set<string>>();
@@ -250,6 +269,27 @@ export class Catalog {
     };
   }
 
+  /**
+   * Remote origins are asked (one HEAD each) on every rescan, but a burst of
+   * local file events must not turn into a burst of requests to them.
+   */
+  private lastRemoteRefresh = 0;
+  private async refreshRemotes(): Promise<void> {
+    const remote = this.opts.remote;
+    if (!remote || this.lastScan === undefined) return; // the first scan follows remote.start()
+    if (Date.now() - this.lastRemoteRefresh < 2000 && !this.forceRemote) return;
+    this.forceRemote = false;
+    this.lastRemoteRefresh = Date.now();
+    await remote.refresh();
+  }
+  private forceRemote = false;
+
+  /** A full rescan that also asks every remote origin, whatever the throttle says. */
+  rescanAll(): Promise<void> {
+    this.forceRemote = true;
+    return this.rescan();
+  }
+
   /** Every image as last scanned, for listings. */
   async list(): Promise<IndexRecord[]> {
     const out: IndexRecord[] = [];
@@ -257,6 +297,8 @@ export class Catalog {
       const r = await this.recordFor(k).catch(() => undefined);
       if (r) out.push(r);
     }
+    const remote = this.opts.remote;
+    if (remote) for (const r of remote.records()) if (!this.known.has(r.id)) out.push(r);
     return out.sort((a, b) => a.id.localeCompare(b.id));
   }
 
@@ -270,11 +312,12 @@ export class Catalog {
         if (r) out.push(r.valid);
       }
     }
+    for (const r of this.opts.remote?.records() ?? []) if (!this.known.has(r.id)) out.push(r.valid);
     return out;
   }
 
   has(id: string): boolean {
-    return this.known.has(id);
+    return this.known.has(id) || (this.opts.remote?.has(id) ?? false);
   }
 
   /**
@@ -284,7 +327,7 @@ export class Catalog {
    */
   async open(id: string): Promise<OpenArchive | undefined> {
     const k = this.known.get(id);
-    if (!k) return undefined;
+    if (!k) return this.opts.remote?.open(id);
     if (k.refused) throw new HttpError(403, 'FORBIDDEN', `${id}: ${k.refused}`);
     return this.openKnown(k);
   }
@@ -343,7 +386,9 @@ export class Catalog {
 
   /** Ids of images holding an image with this SHA-384 (lowercase hex). */
   blobHolders(sha384: string): string[] {
-    return [...(this.blobs.get(sha384) ?? [])];
+    // Local copies first: they cost no origin request.
+    const remote = (this.opts.remote?.blobHolders(sha384) ?? []).filter((id) => !this.known.has(id));
+    return [...(this.blobs.get(sha384) ?? []), ...remote];
   }
 
   /** Resolves once the background verification (if any) has gone through every image. */
@@ -366,6 +411,7 @@ export class Catalog {
           const a = await this.open(k.id).catch(() => undefined);
           if (!a) continue;
           try {
+            if (!a.fh) continue; // remote: --verify would download it whole
             const key = identityKey(identityOf(await a.fh.stat()));
             if (this.verified.has(key) || !a.record.archive) continue;
             const corrupt = await verifyRecord(a);

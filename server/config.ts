@@ -7,6 +7,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { CosiError } from '../shared/errors.js';
 import { parseCli } from '../shared/cli.js';
+import { parseRemoteSpec } from './remote-spec.js';
 
 export interface ServerConfig {
   /** Catalog directory; undefined serves the built-in sample catalog. */
@@ -38,6 +39,27 @@ export interface ServerConfig {
   cacheDir: string;
   /** Index records kept in memory; evicted ones are rebuilt on demand. */
   indexCacheEntries: number;
+  /** Remote archives (http/https), indexed by range reads and served by proxy or redirect. */
+  remotes: RemoteSpec[];
+  /** File listing more remotes, one `[NAME=]URL` per line; re-read on every rescan. */
+  remoteList?: string;
+  /** Byte requests for the whole of a remote archive are answered with a redirect to its origin. */
+  redirect: boolean;
+  /** Base URL clients reach this server at (behind a proxy or CDN); default: from the request's Host. */
+  publicUrl?: string;
+  /** Installer kernel and initramfs for boot.ipxe (absolute URLs, or paths on publicUrl). */
+  ipxeKernel?: string;
+  ipxeInitrd?: string;
+  /** Extra kernel command line words for boot.ipxe. */
+  ipxeCmdline?: string;
+  /** cosi.disk= in boot.ipxe. */
+  ipxeDisk?: string;
+}
+
+/** One remote archive: the catalog id it is listed under and its URL. */
+export interface RemoteSpec {
+  id: string;
+  url: string;
 }
 
 export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
@@ -62,6 +84,8 @@ export function defaultConfig(env: NodeJS.ProcessEnv = process.env): ServerConfi
     shutdownGraceMs: 30_000,
     cacheDir: defaultCacheDir(env),
     indexCacheEntries: 10_000,
+    remotes: [],
+    redirect: false,
   };
 }
 
@@ -88,6 +112,14 @@ options (each also read from the environment variable shown):
   --idle-timeout SEC       close stalled connections after (120) COSI_IDLE_TIMEOUT
   --shutdown-grace SEC     SIGTERM drain deadline (30)           COSI_SHUTDOWN_GRACE
   --cache-dir DIR          sample catalog location               COSI_CACHE_DIR
+  --remote [NAME=]URL      also list a remote .cosi (repeatable) COSI_REMOTE (space-separated)
+  --remote-list FILE       remote .cosi URLs, one per line       COSI_REMOTE_LIST
+  --redirect               answer /cosi/ of remotes with a 307   COSI_REDIRECT=1
+  --public-url URL         base URL clients use for this server  COSI_PUBLIC_URL
+  --ipxe-kernel URL        installer kernel for boot.ipxe        COSI_IPXE_KERNEL
+  --ipxe-initrd URL        installer initramfs for boot.ipxe     COSI_IPXE_INITRD
+  --ipxe-cmdline WORDS     extra kernel command line words       COSI_IPXE_CMDLINE
+  --ipxe-disk DEV          cosi.disk= in boot.ipxe               COSI_IPXE_DISK
   -q, --quiet              no request log on stderr              COSI_QUIET=1
   -h, --help
 
@@ -112,6 +144,14 @@ const FLAGS = {
   'idle-timeout': { type: 'string', env: 'COSI_IDLE_TIMEOUT' },
   'shutdown-grace': { type: 'string', env: 'COSI_SHUTDOWN_GRACE' },
   'cache-dir': { type: 'string', env: 'COSI_CACHE_DIR' },
+  remote: { type: 'string', env: 'COSI_REMOTE', multiple: true },
+  'remote-list': { type: 'string', env: 'COSI_REMOTE_LIST' },
+  redirect: { type: 'boolean', env: 'COSI_REDIRECT' },
+  'public-url': { type: 'string', env: 'COSI_PUBLIC_URL' },
+  'ipxe-kernel': { type: 'string', env: 'COSI_IPXE_KERNEL' },
+  'ipxe-initrd': { type: 'string', env: 'COSI_IPXE_INITRD' },
+  'ipxe-cmdline': { type: 'string', env: 'COSI_IPXE_CMDLINE' },
+  'ipxe-disk': { type: 'string', env: 'COSI_IPXE_DISK' },
   quiet: { type: 'boolean', env: 'COSI_QUIET', short: 'q' },
   help: { type: 'boolean', env: undefined, short: 'h' },
 } as const;
@@ -142,14 +182,17 @@ export type ParsedArgs = { help: true } | { help: false; config: ServerConfig };
 
 /** Flags first, then environment, then defaults. */
 export function parseConfig(args: string[], env: NodeJS.ProcessEnv = process.env): ParsedArgs {
-  const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = {};
-  for (const [name, f] of Object.entries(FLAGS)) options[name] = 'short' in f ? { type: f.type, short: f.short } : { type: f.type };
+  const options: Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }> = {};
+  for (const [name, f] of Object.entries(FLAGS)) {
+    options[name] = { type: f.type, ...('short' in f ? { short: f.short } : {}), ...('multiple' in f ? { multiple: f.multiple } : {}) };
+  }
   const { values, positionals } = parseCli({ args, options, allowPositionals: true, strict: true });
   if (positionals.length > 0) throw new CosiError('COSI_ERR_USAGE', `unexpected argument ${JSON.stringify(positionals[0])} (did you mean --root ${positionals[0]}?)`);
   if (values.help) return { help: true };
 
   const get = (flag: Flag): string | boolean | undefined => {
-    const v = (values as Record<string, string | boolean | undefined>)[flag];
+    const v = (values as Record<string, string | boolean | string[] | undefined>)[flag];
+    if (Array.isArray(v)) throw new CosiError('COSI_ERR_INTERNAL', `--${flag} is repeatable; read it as a list`);
     if (v !== undefined) return v;
     const name = FLAGS[flag].env;
     const e = name ? env[name] : undefined;
@@ -187,8 +230,59 @@ export function parseConfig(args: string[], env: NodeJS.ProcessEnv = process.env
   s('shutdown-grace', (v) => (c.shutdownGraceMs = num('shutdown-grace', v, 0, 3600) * 1000));
   s('cache-dir', (v) => (c.cacheDir = v));
   c.quiet = bool('quiet');
+  // Repeatable: every --remote flag, else the variable's space-separated words.
+  const remoteFlags = (values as { remote?: string[] }).remote;
+  const remoteWords = remoteFlags ?? (env['COSI_REMOTE'] ?? '').split(/\s+/).filter(Boolean);
+  c.remotes = remoteWords.map((w) => parseRemoteSpec(w, '--remote'));
+  const dup = firstDuplicate(c.remotes.map((r) => r.id));
+  if (dup !== undefined) throw new CosiError('COSI_ERR_USAGE', `two remotes are named ${JSON.stringify(dup)}: give one a name with NAME=URL`);
+  s('remote-list', (v) => (c.remoteList = v));
+  c.redirect = bool('redirect');
+  s('public-url', (v) => (c.publicUrl = parsePublicUrl(v)));
+  s('ipxe-kernel', (v) => (c.ipxeKernel = bootWord('ipxe-kernel', v)));
+  s('ipxe-initrd', (v) => (c.ipxeInitrd = bootWord('ipxe-initrd', v)));
+  s('ipxe-cmdline', (v) => (c.ipxeCmdline = bootWords('ipxe-cmdline', v)));
+  s('ipxe-disk', (v) => (c.ipxeDisk = bootWord('ipxe-disk', v)));
+  if ((c.ipxeKernel === undefined) !== (c.ipxeInitrd === undefined)) {
+    throw new CosiError('COSI_ERR_USAGE', '--ipxe-kernel and --ipxe-initrd go together: give both or neither');
+  }
   if ((c.tlsCert === undefined) !== (c.tlsKey === undefined)) {
     throw new CosiError('COSI_ERR_USAGE', '--tls-cert and --tls-key go together: give both or neither');
   }
   return { help: false, config: c };
+}
+
+function firstDuplicate(xs: string[]): string | undefined {
+  const seen = new Set<string>();
+  for (const x of xs) {
+    if (seen.has(x)) return x;
+    seen.add(x);
+  }
+  return undefined;
+}
+
+/** An http(s) base URL without a trailing slash, query or fragment. */
+function parsePublicUrl(v: string): string {
+  let u: URL;
+  try {
+    u = new URL(v);
+  } catch {
+    throw new CosiError('COSI_ERR_USAGE', `--public-url must be an http(s) URL, got ${JSON.stringify(v)}`);
+  }
+  if ((u.protocol !== 'http:' && u.protocol !== 'https:') || u.search || u.hash || u.username || u.password) {
+    throw new CosiError('COSI_ERR_USAGE', `--public-url must be a plain http(s) base URL (no query, fragment or credentials), got ${JSON.stringify(v)}`);
+  }
+  return u.href.replace(/\/+$/, '');
+}
+
+/** iPXE expands ${...} and splits on white space: a word for its command line must have neither. */
+function bootWord(flag: string, v: string): string {
+  if (/[\s$"'\\]/.test(v)) throw new CosiError('COSI_ERR_USAGE', `--${flag} must be one word without spaces, quotes, backslashes or '$', got ${JSON.stringify(v)}`);
+  return v;
+}
+
+function bootWords(flag: string, v: string): string {
+  const words = v.trim().split(/[ \t]+/).filter(Boolean);
+  if (/[\r\n]/.test(v)) throw new CosiError('COSI_ERR_USAGE', `--${flag} must be one line`);
+  return words.map((w) => bootWord(flag, w)).join(' ');
 }

@@ -70,6 +70,8 @@ export interface IndexRecord {
   archive?: ArchiveView;
   indexedAt: Date;
   indexMs: number;
+  /** The http(s) URL of a remote archive; absent for local files. */
+  origin?: string;
 }
 
 /** Strong validator for the raw bytes: identity plus what the metadata hashes to. */

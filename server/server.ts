@@ -17,6 +17,7 @@ import { defaultConfig, type ServerConfig } from './config.js';
 import { errorBody } from './http/errors.js';
 import { Gate } from './http/gate.js';
 import { Metrics } from './metrics.js';
+import { RemoteCatalog } from './remote.js';
 import { ensureSampleCatalog } from './sample.js';
 
 export type LogSink = (line: Record<string, unknown>) => void;
@@ -29,6 +30,7 @@ export interface StartOptions extends Partial<ServerConfig> {
 export interface RunningServer {
   url: string;
   port: number;
+  /** The local catalog directory; empty when the catalog is remote only. */
   root: string;
   catalog: Catalog;
   metrics: Metrics;
@@ -46,17 +48,22 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
   const stderrLog: LogSink = (line) => void process.stderr.write(JSON.stringify(line) + '\n');
   const log: LogSink | undefined = opts.log === false || config.quiet ? undefined : (opts.log ?? stderrLog);
 
-  const root = config.root ?? (await ensureSampleCatalog(config.cacheDir, log));
+  const hasRemotes = config.remotes.length > 0 || config.remoteList !== undefined;
+  // The sample catalog is for a bare first start; a server given remotes serves just those.
+  const root = config.root ?? (hasRemotes ? '' : await ensureSampleCatalog(config.cacheDir, log));
   const metrics = new Metrics();
+  const eventLog = log && ((e: Record<string, unknown>) => log({ time: new Date().toISOString(), ...e }));
+  const remote = hasRemotes ? new RemoteCatalog({ specs: config.remotes, listFile: config.remoteList, metrics, log: eventLog }) : undefined;
   const catalog = new Catalog({
     root,
+    remote,
     rescanSeconds: config.rescanSeconds,
     watch: config.watch,
     verify: config.verify,
     maxOpenFiles: config.maxOpenFiles,
     indexCacheEntries: config.indexCacheEntries,
     metrics,
-    log: log && ((e) => log({ time: new Date().toISOString(), ...e })),
+    log: eventLog,
   });
   try {
     await catalog.start();
@@ -76,7 +83,23 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
 
   const authorize = config.tokenFile ? bearerAuthorizer(await loadTokens(config.tokenFile)) : undefined;
   let draining = false;
-  const app = createApp({ catalog, metrics, maxRanges: config.maxRanges, decompressGate, authorize, log, draining: () => draining });
+  const netboot =
+    config.ipxeKernel && config.ipxeInitrd
+      ? { kernel: config.ipxeKernel, initrd: config.ipxeInitrd, cmdline: config.ipxeCmdline, disk: config.ipxeDisk }
+      : undefined;
+  const app = createApp({
+    catalog,
+    metrics,
+    maxRanges: config.maxRanges,
+    decompressGate,
+    authorize,
+    log,
+    draining: () => draining,
+    redirect: config.redirect,
+    publicUrl: config.publicUrl,
+    scheme: config.tlsCert ? 'https' : 'http',
+    netboot,
+  });
 
   // Byte endpoints write to the socket themselves. Hono rewraps HEAD answers in a fresh Response,
   // which would make node-server write headers a second time: hand it the "already sent" marker instead.

@@ -97,6 +97,8 @@ export interface ImageSummary {
   /** Only in the single-image view: every tar member's offsets. */
   entries?: Array<{ name: string; type: string; headerOffset: number; dataOffset: number; size: number }>;
   corrupt?: number;
+  /** Listed from a remote catalog entry (bytes come from another server). */
+  remote?: boolean;
 }
 
 function partitionSummary(r: IndexRecord, all: PartitionInfo[], p: PartitionRecord): PartitionSummary {
@@ -144,7 +146,10 @@ export function summarize(r: IndexRecord, opts: { entries?: boolean } = {}): Ima
     indexedAt: r.indexedAt.toISOString(),
     partitions: [],
   };
+  if (r.origin) out.remote = true;
   const a = r.archive;
+  // The detail view always has the list, empty when the archive could not be read.
+  if (opts.entries) out.entries = [];
   if (!a) return out;
   const m = a.metadata;
   Object.assign(out, osSummary(m));

@@ -13,7 +13,7 @@ import { pipeline } from 'node:stream/promises';
 import { open } from '../client/index.js';
 import { hasNodeZstd } from '../shared/zstd.js';
 import { extract, foreignArchive, packedDisk, sh, SHRINKABLE, SMALL, SMALL_4K, SPARSE_BIG, type DiskRecipe, type ForeignFormat } from './fixtures.js';
-import { errorLine, listDir, pyTar, runFetch, sameBytes } from './client-helpers.js';
+import { checkDisk, errorLine, listDir, pyTar, runFetch, sameBytes } from './client-helpers.js';
 
 const work = await mkdtemp(join(tmpdir(), 'cosi-fetch-local-'));
 after(() => rm(work, { recursive: true, force: true }));
@@ -72,21 +72,6 @@ test('a selector that matches nothing lists the choices and exits 2', async () =
   assert.equal(r.code, 2);
   assert.match(errorLine(r), /no partition matches 'home'; choices: esp .*root .*srv/);
 });
-
-async function checkDisk(fx: { cosi: string; disk: string }, out: string): Promise<void> {
-  await sh('sgdisk', ['-v', out]);
-  const { parts, disk } = await layout(fx.cosi);
-  assert.equal((await stat(out)).size, disk.size);
-  const gpt = (await open(fx.cosi)).gpt!;
-  // Primary table region and backup table region byte-identical to the source disk.
-  assert.ok(await sameBytes(out, 0, fx.disk, 0, gpt.primaryRegionSize), 'primary GPT');
-  const tail = (gpt.numEntries * gpt.entrySize) + disk.lbaSize;
-  assert.ok(await sameBytes(out, disk.size - tail, fx.disk, disk.size - tail, tail), 'backup GPT');
-  for (const p of parts) {
-    if (p.shrunk) continue;
-    assert.ok(await sameBytes(out, p.gptPartition!.offset, fx.disk, p.gptPartition!.offset, p.gptPartition!.size), p.path);
-  }
-}
 
 test('--disk to a file: sgdisk -v passes, every region byte-identical, sparse', async () => {
   const fx = await packedDisk(SMALL);

@@ -4,7 +4,8 @@
  * checked against package.json and the compiled imports; nginx itself runs
  * deploy/nginx-cache.conf in front of a real origin; and the netboot
  * installer runs against disk image files, with a stub cosi-fetch and with
- * its curl + dd fallback over a local decompressing server.
+ * its curl + dd fallback over the real cosi-server's plan.txt and
+ * ?decompress=1 endpoints.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -20,7 +21,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Ajv2019 } from 'ajv/dist/2019.js';
 import { parseGpt } from '../shared/gpt.js';
 import { parseMetadata, type CosiMetadata } from '../shared/metadata.js';
-import { extract, packedDisk, REPO, sh, SMALL, type PackedFixture } from './fixtures.js';
+import { extract, packedDisk, pythonTarOffsets, REPO, sh, SMALL, type PackedFixture } from './fixtures.js';
+import { startServer } from '../server/server.js';
 import { freePort, NGINX, startNginx } from './nginx.js';
 
 const SYS_PATH = `${process.env['PATH'] ?? '/usr/bin:/bin'}:/usr/sbin:/sbin`;
@@ -440,77 +442,46 @@ test('install.sh hands the kernel command line to cosi-fetch --disk', async () =
 
 interface PlanServer {
   url: string;
+  /** Path and query of every request, in the order they completed. */
   requests: string[];
   stop(): Promise<void>;
 }
 
 /**
- * What cosi-server's plan and ?decompress=1 endpoints will serve, made from
- * a fixture: regions decompressed with the zstd CLI, partition offsets from
- * the image's own primary GPT. `cutPartition` makes one region's download
- * stop halfway with a reset, as the server does on a hash mismatch.
+ * The real cosi-server over a catalog holding the fixture as
+ * fixtures/small.cosi: install.sh reads its plan.txt and its ?decompress=1
+ * partition endpoints. `corruptPartition` flips bytes inside that
+ * partition's compressed image in the catalog copy, so the server's SHA-384
+ * check fails and it cuts the download, as it does for bit rot.
  */
-async function startPlanServer(fx: PackedFixture, work: string, opts: { cutPartition?: number } = {}): Promise<PlanServer> {
-  await extract(fx.cosi, join(work, 'x'));
-  const metaBytes = await readFile(join(work, 'x', 'metadata.json'));
-  const meta: CosiMetadata = parseMetadata(metaBytes);
-  const regions = meta.disk!.gptRegions!;
-  const files = new Map<string, string>();
-  for (const r of regions) {
-    const out = join(work, `${r.image.sha384}.raw`);
-    await sh('zstd', ['-d', '-q', '-f', join(work, 'x', r.image.path), '-o', out]);
-    files.set(r.image.sha384!, out);
-  }
-  const gptRegion = regions.find((r) => r.type === 'primary-gpt')!;
-  const gpt = parseGpt(await readFile(files.get(gptRegion.image.sha384!)!), { lbaSize: meta.disk!.lbaSize });
-  const id = 'fixtures/small';
-  const lines = ['cosi-plan 1', `metadata ${createHash('sha384').update(metaBytes).digest('hex')} /v1/images/${id}/metadata.json`, `disk ${meta.disk!.size} ${meta.disk!.lbaSize}`];
-  for (const r of regions) {
-    if (r.type === 'primary-gpt') {
-      lines.push(`region primary-gpt 0 ${r.image.uncompressedSize} ${r.image.sha384} /v1/blobs/sha384/${r.image.sha384}?decompress=1`);
-    } else {
-      const off = gpt.partitions.find((p) => p.number === r.number)!.offset;
-      // Relative to the plan, as the server may prefer behind a path prefix.
-      lines.push(`region ${r.number} ${off} ${r.image.uncompressedSize} ${r.image.sha384} partitions/${r.number}?decompress=1`);
+async function startPlanServer(fx: PackedFixture, work: string, opts: { corruptPartition?: number } = {}): Promise<PlanServer> {
+  const root = join(work, 'catalog');
+  await mkdir(join(root, 'fixtures'), { recursive: true });
+  const cosi = join(root, 'fixtures', 'small.cosi');
+  await copyFile(fx.cosi, cosi);
+  if (opts.corruptPartition !== undefined) {
+    await extract(fx.cosi, join(work, 'x'));
+    const meta: CosiMetadata = parseMetadata(await readFile(join(work, 'x', 'metadata.json')));
+    const path = meta.disk!.gptRegions!.find((r) => r.number === opts.corruptPartition)!.image.path;
+    const entry = (await pythonTarOffsets(fx.cosi)).find((e) => e.name === path)!;
+    const fh = await open(cosi, 'r+');
+    try {
+      await fh.write(Buffer.from('CORRUPTED'), 0, 9, entry.offsetData + Math.floor(entry.size / 2));
+    } finally {
+      await fh.close();
     }
   }
-  const plan = `${lines.join('\n')}\n`;
   const requests: string[] = [];
-  const server: Server = createServer((req, res) => {
-    const u = new URL(req.url!, 'http://x');
-    requests.push(u.pathname + u.search);
-    const send = (file: string, cut?: boolean) => {
-      const size = existsSync(file) ? undefined : 0;
-      if (size === 0) return void res.writeHead(404).end();
-      void stat(file).then((st) => {
-        res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': st.size });
-        const s = createReadStream(file, cut ? { end: Math.floor(st.size / 2) } : {});
-        s.pipe(res, { end: !cut });
-        if (cut) s.on('end', () => res.destroy());
-      });
-    };
-    if (u.pathname === `/v1/images/${id}/plan.txt`) return void res.writeHead(200, { 'content-type': 'text/plain' }).end(plan);
-    if (u.pathname === `/v1/images/${id}/metadata.json`) return void res.writeHead(200, { 'content-type': 'application/json' }).end(metaBytes);
-    const blob = /^\/v1\/blobs\/sha384\/([0-9a-f]{96})$/.exec(u.pathname);
-    if (blob && u.searchParams.get('decompress') === '1') return send(files.get(blob[1]!) ?? '');
-    const part = new RegExp(`^/v1/images/${id}/partitions/(\\d+)$`).exec(u.pathname);
-    if (part && u.searchParams.get('decompress') === '1') {
-      const r = regions.find((g) => g.number === Number(part[1]));
-      return send(r ? files.get(r.image.sha384!)! : '', opts.cutPartition === r?.number);
-    }
-    res.writeHead(404).end();
+  const srv = await startServer({
+    root,
+    port: 0,
+    rescanSeconds: 0,
+    watch: false,
+    log: (line) => {
+      if (typeof line['url'] === 'string') requests.push(line['url']);
+    },
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as { port: number }).port;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    requests,
-    stop: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
+  return { url: srv.url, requests, stop: () => srv.close(500) };
 }
 
 /** A PATH holding exactly the tools the fallback documents, and no cosi-fetch. */
@@ -532,8 +503,9 @@ test('install.sh fallback: curl + dd over ?decompress=1 writes a disk that match
     const srv = await startPlanServer(fx, join(dir, 'srv'));
     try {
       const path = await fallbackPath(dir);
-      const meta = parseMetadata(await readFile(join(dir, 'srv', 'x', 'metadata.json')));
-      const pin = createHash('sha384').update(await readFile(join(dir, 'srv', 'x', 'metadata.json'))).digest('hex');
+      await extract(fx.cosi, join(dir, 'src'));
+      const meta = parseMetadata(await readFile(join(dir, 'src', 'metadata.json')));
+      const pin = createHash('sha384').update(await readFile(join(dir, 'src', 'metadata.json'))).digest('hex');
       const disk = join(dir, 'x', 'disk.img');
       await mkdir(join(dir, 'x'));
       const r = await runInstall(dir, `console=ttyS0 cosi.url=${srv.url}/cosi/fixtures/small.cosi cosi.disk=${disk} cosi.sha384=${pin}`, path);
@@ -556,7 +528,7 @@ test('install.sh fallback: curl + dd over ?decompress=1 writes a disk that match
       // The primary GPT came last, after every partition; metadata only because of the pin.
       const order = srv.requests.filter((q) => q.includes('decompress=1'));
       assert.equal(order.length, meta.disk!.gptRegions!.length);
-      assert.match(order.at(-1)!, /^\/v1\/blobs\/sha384\/[0-9a-f]{96}\?decompress=1$/);
+      assert.equal(order.at(-1), '/v1/images/fixtures/small/partitions/primary-gpt?decompress=1');
       assert.deepEqual(srv.requests.slice(0, 2), ['/v1/images/fixtures/small/plan.txt', '/v1/images/fixtures/small/metadata.json']);
 
       // A pin for other metadata stops the install before any region is written.
@@ -577,7 +549,7 @@ test('install.sh fallback: a download cut short fails the install and the primar
   if (!(await which('sgdisk')) || !(await which('curl'))) return t.skip('needs sgdisk and curl');
   const fx = await packedDisk(SMALL);
   await withTmp(async (dir) => {
-    const srv = await startPlanServer(fx, join(dir, 'srv'), { cutPartition: 2 });
+    const srv = await startPlanServer(fx, join(dir, 'srv'), { corruptPartition: 2 });
     try {
       const path = await fallbackPath(dir);
       const disk = join(dir, 'disk.img');
@@ -587,7 +559,7 @@ test('install.sh fallback: a download cut short fails the install and the primar
       // No GPT signature at LBA 1: the disk does not look installed.
       const lba1 = await fileRange(disk, 512, 519);
       assert.notEqual(lba1.toString('latin1'), 'EFI PART');
-      assert.equal(srv.requests.some((q) => q.startsWith('/v1/blobs/')), false, 'primary GPT not fetched');
+      assert.equal(srv.requests.some((q) => q.includes('/partitions/primary-gpt')), false, 'primary GPT not fetched');
     } finally {
       await srv.stop();
     }

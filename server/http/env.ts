@@ -34,4 +34,22 @@ export interface AppDeps {
   log?: (line: Record<string, unknown>) => void;
   /** Draining for shutdown: new requests get Connection: close. */
   draining?: () => boolean;
+  /** /cosi/ of a remote image answers 307 to the origin instead of proxying. */
+  redirect?: boolean;
+  /** Base URL for absolute links (boot.ipxe, plan.txt); default from the request's Host. */
+  publicUrl?: string;
+  /** Scheme of this listener, for absolute links built from Host. */
+  scheme?: 'http' | 'https';
+  /** boot.ipxe settings; absent: the endpoint answers 404. */
+  netboot?: NetbootConfig;
+}
+
+export interface NetbootConfig {
+  /** Installer kernel and initramfs: absolute URLs, or paths resolved on this server's base URL. */
+  kernel: string;
+  initrd: string;
+  /** Extra kernel command line words. */
+  cmdline?: string;
+  /** cosi.disk= value. */
+  disk?: string;
 }

@@ -51,3 +51,14 @@ export async function transfer(c: Context<AppEnv>, deps: AppDeps, body: ByteBody
   }
   return RESPONSE_ALREADY_SENT;
 }
+
+/**
+ * With --redirect, where a remote slice's bytes sit in its origin file: a
+ * redirect cannot carry an offset, so partitions and blobs are proxied, and
+ * these headers let a client that wants to skip the proxy ask the origin
+ * itself for that range.
+ */
+export function originHeaders(deps: AppDeps, a: OpenArchive, offset: number, size: number): Record<string, string> {
+  if (!deps.redirect || !a.record.origin || size <= 0) return {};
+  return { 'X-Cosi-Origin': a.record.origin, 'X-Cosi-Origin-Range': `bytes=${offset}-${offset + size - 1}` };
+}

@@ -6,7 +6,7 @@
 import { Hono } from 'hono';
 import type { AppDeps, AppEnv } from '../http/env.js';
 import { notFound } from '../http/errors.js';
-import { sliceOf, transfer } from '../http/transfer.js';
+import { originHeaders, sliceOf, transfer } from '../http/transfer.js';
 
 const HEX96 = /^[0-9a-fA-F]{96}$/;
 
@@ -44,6 +44,7 @@ export function blobRoutes(deps: AppDeps): Hono<AppEnv> {
             'X-Cosi-Sha384': sha,
             'X-Cosi-Compressed-Size': String(img.compressedSize),
             'X-Cosi-Uncompressed-Size': String(img.uncompressedSize),
+            ...originHeaders(deps, a, part.entry.dataOffset, part.entry.size),
           },
         }),
         a,

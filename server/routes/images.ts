@@ -11,14 +11,24 @@ import { sendDecompressed } from '../http/decompress.js';
 import type { AppDeps, AppEnv } from '../http/env.js';
 import { HttpError, notFound } from '../http/errors.js';
 import { rawPathAfter, safeSegments } from '../http/paths.js';
-import { bufferBody, sliceOf, transfer } from '../http/transfer.js';
+import { bufferBody, originHeaders, sliceOf, transfer } from '../http/transfer.js';
 import type { PartitionRecord } from '../indexer.js';
+import { baseUrl, installPlan, ipxeScript } from '../netboot.js';
 import { summarize } from '../summary.js';
 
 type Target =
   | { kind: 'image'; id: string }
   | { kind: 'metadata'; id: string }
+  | { kind: 'plan'; id: string }
+  | { kind: 'ipxe'; id: string }
   | { kind: 'partition'; id: string; selector: string };
+
+/** The fixed names under an image; an image whose own id ends so wins (it is matched first). */
+const SUB_RESOURCES: Record<string, 'metadata' | 'plan' | 'ipxe'> = Object.assign(Object.create(null), {
+  'metadata.json': 'metadata',
+  'plan.txt': 'plan',
+  'boot.ipxe': 'ipxe',
+});
 
 /** Which image and what of it a path names; the catalog decides where the id ends. */
 export function resolveImagePath(raw: string, has: (id: string) => boolean): Target | undefined {
@@ -40,9 +50,10 @@ export function resolveImagePath(raw: string, has: (id: string) => boolean): Tar
   if (!segs || segs.length === 0) return undefined;
   const id = segs.join('/');
   if (has(id)) return { kind: 'image', id };
-  if (segs[segs.length - 1] === 'metadata.json') {
+  const leaf = SUB_RESOURCES[segs[segs.length - 1]!];
+  if (leaf) {
     const base = segs.slice(0, -1).join('/');
-    if (has(base)) return { kind: 'metadata', id: base };
+    if (has(base)) return { kind: leaf, id: base };
   }
   return undefined;
 }
@@ -91,6 +102,7 @@ async function servePartition(c: Context<AppEnv>, deps: AppDeps, id: string, sel
     'Content-Disposition': `attachment; filename="${img.path.split('/').pop()!.replace(/["\\\r\n]/g, '_')}"`,
   };
   if (sha) headers['X-Cosi-Sha384'] = sha;
+  Object.assign(headers, originHeaders(deps, a, part.entry.dataOffset, part.entry.size));
   if (part.verified && part.verified !== 'ok') headers['X-Cosi-Verify'] = part.verified;
   // The declared hash names these bytes wherever they live; without one, the archive's own tag plus the path.
   const etag = sha && /^[0-9a-f]{96}$/.test(sha) ? `"${sha}"` : `"${a.record.etag.slice(1, -1)}-${part.entry.dataOffset}"`;
@@ -122,7 +134,23 @@ export function imageRoutes(deps: AppDeps): Hono<AppEnv> {
       stats.route = 'partition';
       return servePartition(c, deps, target.id, target.selector);
     }
+    if (target.kind === 'ipxe' && !deps.netboot) {
+      stats.route = 'ipxe';
+      throw new HttpError(404, 'NOT_CONFIGURED', 'boot.ipxe is not configured on this server: start it with --ipxe-kernel URL --ipxe-initrd URL');
+    }
     const a = await openOr404(deps, target.id);
+    if (target.kind === 'plan' || target.kind === 'ipxe') {
+      stats.route = target.kind;
+      await a.release();
+      const base = baseUrl(c, deps);
+      const text = target.kind === 'plan' ? installPlan(a.record, base) : ipxeScript(a.record, base, deps.netboot!);
+      // Built from the index and the request's Host: cheap to remake, and not to be shared between hosts by a cache.
+      return c.body(text, 200, {
+        'Content-Type': 'text/plain; charset=utf-8',
+        'Cache-Control': 'no-cache',
+        Vary: 'Host',
+      });
+    }
     if (target.kind === 'image') {
       await a.release();
       c.header('ETag', a.record.etag);

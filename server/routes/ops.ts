@@ -1,6 +1,7 @@
-/** /healthz for load balancers and /metrics for Prometheus. */
+/** /healthz for load balancers, /metrics for Prometheus, /openapi.json for tooling. */
 import { Hono } from 'hono';
 import type { AppDeps, AppEnv } from '../http/env.js';
+import { openApiDocument } from '../openapi.js';
 
 export function opsRoutes(deps: AppDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
@@ -17,6 +18,13 @@ export function opsRoutes(deps: AppDeps): Hono<AppEnv> {
     c.get('stats').route = 'metrics';
     c.header('Cache-Control', 'no-store');
     return c.text(deps.metrics.render(), 200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' });
+  });
+  // Built once: it describes the code, not the catalog.
+  const openapi = JSON.stringify(openApiDocument());
+  app.get('/openapi.json', (c) => {
+    c.get('stats').route = 'openapi';
+    c.header('Cache-Control', 'no-cache');
+    return c.body(openapi, 200, { 'Content-Type': 'application/json; charset=utf-8' });
   });
   return app;
 }

@@ -2,7 +2,9 @@
  * /cosi/{relative path}: the archive file itself, for installers that read
  * COSI by range (Trident needs Accept-Ranges and exact Content-Length) and
  * for plain tools like curl. The path is a key into the index, never joined
- * to the root.
+ * to the root. With --redirect, a remote archive is answered with a 307 to
+ * its origin: a redirect carries no byte offset, but this URL is the whole
+ * file, so every range the client asks of the origin means the same bytes.
  */
 import { Hono } from 'hono';
 import { COSI_EXT } from '../catalog.js';
@@ -21,6 +23,16 @@ export function rawRoutes(deps: AppDeps): Hono<AppEnv> {
     const rel = segs?.join('/');
     if (!rel || !rel.endsWith(COSI_EXT)) throw notFound(`no archive at ${c.req.path}`);
     const id = rel.slice(0, -COSI_EXT.length);
+    const origin = deps.redirect ? deps.catalog.originOf(id) : undefined;
+    if (origin) {
+      // The whole archive is the origin's file, byte for byte: let the client take it (and its ranges) from there.
+      stats.id = id;
+      stats.route = 'raw-redirect';
+      const headers: Record<string, string> = { Location: origin, 'Cache-Control': 'no-cache' };
+      const sha = (await deps.catalog.open(id))?.record.archive?.metadataSha384;
+      if (sha) headers['X-Cosi-Metadata-Sha384'] = sha;
+      return c.body(null, 307, headers);
+    }
     const a = deps.catalog.has(id) ? await deps.catalog.open(id) : undefined;
     if (!a) throw notFound(`no archive at ${c.req.path}`);
     stats.id = id;

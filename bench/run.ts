@@ -1,0 +1,83 @@
+/**
+ * npm run bench: builds (or reuses) the workloads, runs the comparisons of
+ * issue 5 side by side, and writes bench/results/bench[-quick].{md,json}.
+ *
+ *   node dist/bench/run.js [--quick] [--only 1,3] [--rounds N]
+ */
+import { mkdir, rm } from 'node:fs/promises';
+import { cpus, loadavg, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { diskComparisons, memoryComparison, partitionComparisons, wireComparison, type FetchContext } from './fetch.js';
+import { indexingComparisons } from './indexing.js';
+import { loadComparisons } from './load.js';
+import { markdown, writeResults, type Row } from './report.js';
+import { findTools, nodeVersion, parseOptions, sh, wants } from './util.js';
+import { indexWorkload, mainRecipe, packedWorkload, sparseRecipe } from './workload.js';
+
+const opts = parseOptions(process.argv.slice(2));
+const started = Date.now();
+const log = (s: string) => process.stderr.write(`[bench ${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s] ${s}\n`);
+
+const tools = findTools();
+log(`node20 ${process.version}, node22 ${tools.node22 ? nodeVersion(tools.node22) : 'missing'}, client ${tools.client}, server ${tools.server}, wrk ${tools.wrk}, /usr/bin/time ${tools.timeV}`);
+
+const main = await packedWorkload(opts.cacheDir, mainRecipe(opts.quick), log);
+const needSparse = wants(opts, 3) || wants(opts, 6);
+const sparse = needSparse ? await packedWorkload(opts.cacheDir, sparseRecipe(opts.quick), log) : undefined;
+const outDir = join(opts.cacheDir, `out-${process.pid}`);
+await mkdir(outDir, { recursive: true });
+
+const rows: Row[] = [];
+const extra: Record<string, unknown> = {};
+const ctx: FetchContext = { opts, tools, main, sparse, log, outDir };
+const load0 = loadavg()[0]!;
+try {
+  if (wants(opts, 1) || wants(opts, 2)) {
+    const r = await partitionComparisons(ctx);
+    rows.push(...r.rows.filter((x) => wants(opts, Number(x.id[0]))));
+    extra.partition = r.extra;
+  }
+  if (wants(opts, 3)) {
+    const r = await diskComparisons(ctx);
+    rows.push(...r.rows);
+    extra.disk = r.extra;
+  }
+  if (wants(opts, 4) || wants(opts, 6)) {
+    const r = await loadComparisons(opts, tools, main, outDir, log);
+    rows.push(...r.rows.filter((x) => wants(opts, Number(x.id[0]))));
+    extra.load = r.extra;
+  }
+  if (wants(opts, 5)) {
+    const iw = await indexWorkload(opts.cacheDir, log);
+    const r = await indexingComparisons(opts, tools, iw, log);
+    rows.push(...r.rows);
+    extra.indexing = r.extra;
+  }
+  if (wants(opts, 6)) {
+    const r = await memoryComparison(ctx);
+    rows.push(...r.rows);
+    extra.memory = r.extra;
+  }
+  if (wants(opts, 7)) {
+    const r = await wireComparison(ctx);
+    rows.push(...r.rows);
+    extra.wire = r.extra;
+  }
+} finally {
+  await rm(outDir, { recursive: true, force: true });
+}
+
+rows.sort((a, b) => a.id.localeCompare(b.id, 'en', { numeric: true }));
+const cpu = cpus()[0]?.model ?? 'unknown CPU';
+const header: Record<string, string> = {
+  date: new Date().toISOString(),
+  machine: `${cpus().length} x ${cpu}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, ${(await sh('uname -sr')).trim()}; shared with other engineers' test runs (1-min load average at start ${load0.toFixed(2)}, at end ${loadavg()[0]!.toFixed(2)})`,
+  node: `${process.version} (fzstd); ${tools.node22 ? nodeVersion(tools.node22) : 'Node 22 missing'} (node:zlib zstd)`,
+  mode: `${opts.quick ? 'quick' : 'full'}, ${opts.rounds} alternating rounds${opts.only.size ? `, only ${[...opts.only].join(',')}` : ''}`,
+  workload: `${main.name}: ${(main.diskSize / 2 ** 20).toFixed(0)} MiB disk (ESP, ext4 root of real /usr/lib files plus free space, mostly-empty /srv), archive ${(main.archiveSize / 2 ** 20).toFixed(0)} MiB, level 9, window log ${main.maxWindowLog}${sparse ? `; ${sparse.name}: ${(sparse.diskSize / 2 ** 30).toFixed(1)} GiB logical disk (${(sparse.regions.find((r) => r.mountPoint === '/')!.uncompressedSize / 2 ** 30).toFixed(1)} GiB ext4 root with real files, the rest a zero partition), archive ${(sparse.archiveSize / 2 ** 20).toFixed(1)} MiB` : ''}`,
+  'bench time': `${((Date.now() - started) / 1000).toFixed(0)} s`,
+};
+const base = opts.quick ? 'bench-quick' : 'bench';
+const files = await writeResults(opts.resultsDir, base, rows, header, extra);
+process.stdout.write(markdown(rows, header));
+log(`wrote ${files.md} and ${files.json}`);

@@ -1,0 +1,100 @@
+/**
+ * Network installs: the iPXE script that boots the installer environment
+ * for one image, and the install plan that deploy/netboot/install.sh's
+ * curl + dd fallback follows. Both carry absolute URLs, built from
+ * --public-url or else from the request's Host, so they work unchanged
+ * from a DHCP filename, a chain command or `curl | sh`-style tooling.
+ */
+import type { Context } from 'hono';
+import type { AppDeps, AppEnv, NetbootConfig } from './http/env.js';
+import { HttpError } from './http/errors.js';
+import { encodePath } from './http/paths.js';
+import type { ArchiveView, IndexRecord } from './indexer.js';
+
+/** A Host header we are willing to echo into scripts: a name or address and a port, nothing else. */
+const HOST = /^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
+
+/** This server's base URL as clients reach it, without a trailing slash. */
+export function baseUrl(c: Context<AppEnv>, deps: AppDeps): string {
+  if (deps.publicUrl) return deps.publicUrl;
+  const host = c.req.header('host');
+  if (!host || !HOST.test(host)) {
+    throw new HttpError(400, 'BAD_REQUEST', 'cannot build absolute URLs from this Host header; start the server with --public-url');
+  }
+  return `${deps.scheme ?? 'http'}://${host}`;
+}
+
+function archiveOf(r: IndexRecord): ArchiveView {
+  if (!r.archive) throw new HttpError(422, 'COSI_ERR_INVALID', `${r.id} is not a readable COSI file: ${r.reason}`);
+  return r.archive;
+}
+
+/** An absolute URL, or a path on this server (kept under a --public-url prefix). */
+function resolveOn(base: string, v: string): string {
+  return /^https?:\/\//i.test(v) ? v : `${base}${v.startsWith('/') ? '' : '/'}${v}`;
+}
+
+/** Control characters would end an iPXE comment line early. */
+function commentSafe(s: string): string {
+  return s.replace(/[\u0000-\u001f\u007f]/g, '?');
+}
+
+export function ipxeScript(r: IndexRecord, base: string, cfg: NetbootConfig): string {
+  const view = archiveOf(r);
+  const pretty = /^PRETTY_NAME=["']?(.*?)["']?$/m.exec(typeof view.metadata.osRelease === 'string' ? view.metadata.osRelease : '')?.[1];
+  const words = [
+    'initrd=initrd.img',
+    ...(cfg.cmdline ? [cfg.cmdline] : []),
+    `cosi.url=${base}/cosi/${encodePath(r.relPath)}`,
+    `cosi.sha384=${view.metadataSha384}`,
+    ...(cfg.disk ? [`cosi.disk=${cfg.disk}`] : []),
+  ];
+  return [
+    '#!ipxe',
+    `# Network install of ${commentSafe(r.id)}${pretty ? ` (${commentSafe(pretty)})` : ''}, served by cosi-server.`,
+    '# The initramfs runs an installer like deploy/netboot/install.sh, which reads the cosi.* words;',
+    '# cosi.sha384 pins metadata.json, so the install refuses any other image.',
+    ...(cfg.disk ? [] : ['# No cosi.disk= is configured (--ipxe-disk): the installer stops until one is given.']),
+    '',
+    `kernel ${resolveOn(base, cfg.kernel)} ${words.join(' ')} || goto failed`,
+    `initrd --name initrd.img ${resolveOn(base, cfg.initrd)} || goto failed`,
+    'boot || goto failed',
+    '',
+    ':failed',
+    `echo Network install of ${encodePath(r.id)} failed; dropping to the iPXE shell.`,
+    'shell',
+    '',
+  ].join('\n');
+}
+
+/**
+ * The install plan (format `cosi-plan 1`, documented in install.sh): the
+ * metadata to pin, the disk size, and each region's disk offset, size,
+ * image hash and decompressing URL. The primary GPT is listed first here;
+ * the installer writes it last.
+ */
+export function installPlan(r: IndexRecord, base: string): string {
+  const view = archiveOf(r);
+  const disk = view.metadata.disk;
+  const regions = disk?.gptRegions;
+  if (!disk || !regions || !regions.some((g) => g.type === 'primary-gpt')) {
+    throw new HttpError(422, 'COSI_ERR_UNSUPPORTED', `${r.id} has no disk layout (disk.gptRegions with a primary-gpt, COSI 1.2+): it cannot be installed region by region`);
+  }
+  const img = `${base}/v1/images/${encodePath(r.id)}`;
+  const lines = ['cosi-plan 1', `metadata ${view.metadataSha384} ${img}/metadata.json`, `disk ${disk.size} ${disk.lbaSize}`];
+  for (const g of regions) {
+    const sha = g.image.sha384?.toLowerCase();
+    if (!sha) throw new HttpError(422, 'COSI_ERR_INVALID', `${r.id}: ${g.image.path} has no sha384 in metadata.json`);
+    if (g.type === 'primary-gpt') {
+      lines.push(`region primary-gpt 0 ${g.image.uncompressedSize} ${sha} ${img}/partitions/primary-gpt?decompress=1`);
+      continue;
+    }
+    const p = view.partitions.find((x) => x.info.number === g.number && x.info.path === g.image.path);
+    const gp = p?.info.gptPartition;
+    if (!p?.entry || !gp || g.number === undefined) {
+      throw new HttpError(422, 'COSI_ERR_INVALID', `${r.id}: region ${g.image.path} has no GPT entry ${g.number ?? '(no number)'} or no tar entry`);
+    }
+    lines.push(`region ${g.number} ${gp.firstLba * disk.lbaSize} ${g.image.uncompressedSize} ${sha} ${img}/partitions/${g.number}?decompress=1`);
+  }
+  return lines.join('\n') + '\n';
+}

@@ -1,0 +1,223 @@
+/**
+ * Remote catalog entries: .cosi archives on another HTTP(S) server (a CDN,
+ * a bucket, a static host), indexed and served through HttpSource, the same
+ * byte-source code the client uses. Indexing reads only what checkArchive
+ * reads (marker, metadata, tar headers, the primary-GPT image), each as a
+ * ranged GET; serving streams ranges of the origin through the same source.
+ *
+ * Each entry keeps the HttpSource that indexed it, whose validator (the
+ * origin's ETag or Last-Modified) is pinned from the first response: a
+ * replaced origin file is refused mid-transfer (COSI_ERR_SOURCE_CHANGED)
+ * instead of spliced, and that failure, like every rescan, re-indexes it.
+ */
+import { createHash } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import { oneLine } from '../shared/errors.js';
+import { displayUrl, HttpSource, type HttpSourceOptions } from '../shared/http-source.js';
+import { parseHttpDate } from '../shared/range.js';
+import type { OpenArchive } from './catalog.js';
+import type { RemoteSpec } from './config.js';
+import { indexArchive, type FileIdentity, type IndexRecord } from './indexer.js';
+import type { Metrics } from './metrics.js';
+import { readRemoteList } from './remote-spec.js';
+
+export interface RemoteCatalogOptions {
+  /** From --remote. */
+  specs: RemoteSpec[];
+  /** From --remote-list: re-read on every refresh, so entries come and go without a restart. */
+  listFile?: string;
+  metrics?: Metrics;
+  log?: (event: Record<string, unknown>) => void;
+  /** For tests: timeouts and retries of the origin requests. */
+  sourceOptions?: HttpSourceOptions;
+}
+
+interface Entry {
+  spec: RemoteSpec;
+  /** Pinned to the version that was indexed. */
+  source: HttpSource;
+  record: IndexRecord;
+  /** What the origin said when it was indexed. */
+  probe: Probe;
+  /** Set when a transfer saw the origin change: the next refresh re-indexes without asking. */
+  stale?: boolean;
+}
+
+/** What the origin says about its file right now, from one HEAD. */
+interface Probe {
+  size: number;
+  etag?: string;
+  lastModified?: string;
+}
+
+function sameProbe(a: Probe, b: Probe): boolean {
+  if (a.size !== b.size) return false;
+  if (a.etag !== undefined || b.etag !== undefined) return a.etag === b.etag;
+  return a.lastModified === b.lastModified;
+}
+
+/** Our strong validator for a remote archive: changes whenever the origin's does. */
+function remoteEtag(url: string, p: Probe, metadataSha384 = ''): string {
+  const h = createHash('sha256').update(`${url}\n${p.size}\n${p.etag ?? ''}\n${p.lastModified ?? ''}\n${metadataSha384}`).digest('base64url');
+  return `"r-${h.slice(0, 27)}"`;
+}
+
+export class RemoteCatalog {
+  private specs: RemoteSpec[];
+  private entries = new Map<string, Entry>();
+  private refreshing: Promise<void> | undefined;
+  private readonly sourceOptions: HttpSourceOptions;
+
+  constructor(private readonly opts: RemoteCatalogOptions) {
+    this.specs = opts.specs;
+    // Indexing is on the request path of nobody, but a dead origin must not stall a rescan for minutes.
+    this.sourceOptions = { retries: 2, idleTimeoutMs: 20_000, connectTimeoutMs: 10_000, ...opts.sourceOptions };
+  }
+
+  /** Load the list file and index everything; a list that cannot be read is a startup error. */
+  async start(): Promise<void> {
+    if (this.opts.listFile) this.specs = mergeSpecs(this.opts.specs, await readRemoteList(this.opts.listFile));
+    await this.refresh();
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  ids(): string[] {
+    return [...this.entries.keys()];
+  }
+
+  has(id: string): boolean {
+    return this.entries.has(id);
+  }
+
+  /** The origin URL of a remote image (for redirects). */
+  originOf(id: string): string | undefined {
+    return this.entries.get(id)?.spec.url;
+  }
+
+  records(): IndexRecord[] {
+    return [...this.entries.values()].map((e) => e.record);
+  }
+
+  /** Ids of remote images holding an image with this SHA-384. */
+  blobHolders(sha: string): string[] {
+    const out: string[] = [];
+    for (const [id, e] of this.entries) {
+      if (e.record.archive?.partitions.some((p) => p.info.image.sha384?.toLowerCase() === sha)) out.push(id);
+    }
+    return out;
+  }
+
+  /** One refresh at a time; callers during one share it. */
+  refresh(): Promise<void> {
+    this.refreshing ??= this.refreshOnce().finally(() => (this.refreshing = undefined));
+    return this.refreshing;
+  }
+
+  private async refreshOnce(): Promise<void> {
+    if (this.opts.listFile) {
+      try {
+        this.specs = mergeSpecs(this.opts.specs, await readRemoteList(this.opts.listFile));
+      } catch (err) {
+        // A list being rewritten (or briefly broken) keeps the last good one.
+        this.opts.log?.({ event: 'remote-list-error', file: this.opts.listFile, message: oneLine(err) });
+      }
+    }
+    const wanted = new Map(this.specs.map((s) => [s.id, s]));
+    for (const id of [...this.entries.keys()]) if (!wanted.has(id)) this.entries.delete(id);
+    // Origins are independent: check them side by side.
+    await Promise.all([...wanted.values()].map((spec) => this.refreshOne(spec)));
+  }
+
+  private async refreshOne(spec: RemoteSpec): Promise<void> {
+    const old = this.entries.get(spec.id);
+    if (old && old.spec.url === spec.url && !old.stale && old.record.archive) {
+      const probe = await this.probe(spec.url).catch((err: unknown) => err);
+      if (!(probe instanceof Error) && sameProbe(probe as Probe, old.probe)) return;
+      if (probe instanceof Error) {
+        // An origin that is down for a moment keeps its listing; transfers will fail on their own.
+        this.opts.log?.({ event: 'remote-unreachable', id: spec.id, url: displayUrl(new URL(spec.url)), message: oneLine(probe) });
+        return;
+      }
+    }
+    this.entries.set(spec.id, await this.index(spec));
+  }
+
+  private async probe(url: string): Promise<Probe> {
+    const src = new HttpSource(url, this.sourceOptions);
+    const size = await src.size();
+    return { size, etag: src.validator?.etag, lastModified: src.validator?.lastModified };
+  }
+
+  private probeOf(src: HttpSource, size: number): Probe {
+    return { size, etag: src.validator?.etag, lastModified: src.validator?.lastModified };
+  }
+
+  private async index(spec: RemoteSpec): Promise<Entry> {
+    const source = new HttpSource(spec.url, this.sourceOptions);
+    const shown = displayUrl(new URL(spec.url));
+    this.opts.metrics?.inc('cosi_index_runs_total');
+    const t0 = performance.now();
+    let size = 0;
+    let sizeError: unknown;
+    try {
+      size = await source.size();
+    } catch (err) {
+      sizeError = err;
+    }
+    const lm = source.validator?.lastModified ? parseHttpDate(source.validator.lastModified) : undefined;
+    const identity: FileIdentity = { dev: 0, ino: 0, size, mtimeMs: lm ?? Date.now() };
+    const file = { id: spec.id, relPath: `${spec.id}.cosi`, path: shown, identity };
+    let record: IndexRecord;
+    if (sizeError !== undefined) {
+      const reason = oneLine(sizeError);
+      record = {
+        ...file,
+        etag: remoteEtag(spec.url, { size }),
+        lastModified: new Date(Math.floor(identity.mtimeMs / 1000) * 1000),
+        valid: false,
+        reason,
+        errors: [{ field: 'file', rule: (sizeError as { code?: string }).code ?? 'unreachable', message: reason }],
+        warnings: [],
+        indexedAt: new Date(),
+        indexMs: performance.now() - t0,
+      };
+    } else {
+      record = await indexArchive(source, file);
+      record.etag = remoteEtag(spec.url, this.probeOf(source, size), record.archive?.metadataSha384);
+    }
+    record.origin = spec.url;
+    if (!record.valid) this.opts.metrics?.inc('cosi_index_errors_total');
+    this.opts.log?.({ event: 'indexed', id: spec.id, remote: shown, valid: record.valid, reason: record.reason, ms: Math.round(record.indexMs), requests: source.stats.requests, bytes: source.stats.bytes });
+    return { spec, source, record, probe: this.probeOf(source, size) };
+  }
+
+  /** Serve from the indexed version; a transfer that finds the origin changed marks it for re-indexing. */
+  open(id: string): OpenArchive | undefined {
+    const e = this.entries.get(id);
+    if (!e) return undefined;
+    const onError = (err: Error): void => {
+      if ((err as { code?: string }).code !== 'COSI_ERR_SOURCE_CHANGED' || e.stale) return;
+      e.stale = true;
+      this.opts.log?.({ event: 'remote-changed', id, message: oneLine(err) });
+      void this.refresh().catch(() => {});
+    };
+    return {
+      record: e.record,
+      stream(offset: number, length: number): Readable {
+        const s = e.source.stream(offset, length);
+        s.on('error', onError);
+        return s;
+      },
+      release: async () => {},
+    };
+  }
+}
+
+/** Flags first; a list entry with the same id as a flag is ignored (the flag is explicit). */
+function mergeSpecs(flags: RemoteSpec[], listed: RemoteSpec[]): RemoteSpec[] {
+  const ids = new Set(flags.map((s) => s.id));
+  return [...flags, ...listed.filter((s) => !ids.has(s.id))];
+}
