@@ -86,16 +86,7 @@ export function fmtSeconds(s: Summary): string {
   return `${s.median.toFixed(2)} s (${s.min.toFixed(2)}-${s.max.toFixed(2)}, n=${s.n})`;
 }
 
-export function fmtBytes(n: number): string {
-  const u = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let i = 0;
-  let v = n;
-  while (v >= 1024 && i < u.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${v.toFixed(i === 0 ? 0 : 1)} ${u[i]}`;
-}
+export { formatBytes as fmtBytes } from '../shared/units.js';
 
 // ---------------------------------------------------------------------------
 // Processes
