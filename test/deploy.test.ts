@@ -158,6 +158,9 @@ test('Dockerfile: two node:22-slim stages, non-root, commands match package.json
   assert.match(instr('HEALTHCHECK').join(''), /CMD \["node", "-e", .*\/healthz/);
   assert.equal(instr('CMD').at(-1), 'CMD ["cosi-server", "--root", "/catalog", "--host", "0.0.0.0", "--port", "8080"]');
   assert.match(df, /npm ci --omit=dev --ignore-scripts/);
+  // With scripts off, the postinstall patch (the fzstd fix) must still be applied in the runtime image.
+  const manifest = JSON.parse(await readFile(join(REPO, 'package.json'), 'utf8'));
+  if (manifest.scripts?.postinstall?.includes('patch-package')) assert.match(df, /COPY patches \.\/patches[\s\S]*patch-package/);
   assert.match(df, /apt-get install -y --no-install-recommends e2fsprogs/);
 
   // The wrappers point at the same files as package.json's bin.

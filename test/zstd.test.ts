@@ -1,7 +1,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes, randomInt } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -66,6 +66,53 @@ async function decode(
   if (!dec.destroyed) dec.end();
   const err = await done;
   return err === undefined ? { out: Buffer.concat(parts) } : { out: Buffer.concat(parts), err };
+}
+
+/** Like decode, but hashes the output instead of keeping it (for ~100 MiB outputs). */
+async function decodeToHash(input: Buffer, backend: Backend, maxWindowLog: number): Promise<{ sha: string; length: number }> {
+  const dec = createZstdDecoder({ maxWindowLog, backend });
+  const h = createHash('sha256');
+  let length = 0;
+  dec.on('data', (b: Buffer) => {
+    h.update(b);
+    length += b.length;
+  });
+  const done = once(dec, 'end');
+  dec.end(input);
+  await done;
+  return { sha: h.digest('hex'), length };
+}
+
+let farCache: { plain: Buffer; zst: Buffer } | undefined;
+/**
+ * Data whose only matches lie 97-99 MiB back: 1 MiB of random bytes, 97 MiB
+ * of zeros, then the same 1 MiB again in shuffled 1 KiB pieces, so each piece
+ * is a sequence with its own offset. An offset of 2^26 + 2^25 or more is what
+ * needs all of Offset_Code 26's extra bits (offsets from 64 MiB up would only
+ * test the code, not its top bit), and the ~1000 distinct offsets land on
+ * every bit alignment in the stream.
+ */
+function farMatches(): { plain: Buffer; zst: Buffer } {
+  if (farCache) return farCache;
+  const piece = 1024;
+  const a = randomBytes(1 << 20);
+  const order = Array.from({ length: a.length / piece }, (_, i) => i);
+  for (let i = order.length - 1; i > 0; i--) {
+    const j = randomInt(i + 1);
+    [order[i], order[j]] = [order[j]!, order[i]!];
+  }
+  const plain = Buffer.concat([a, Buffer.alloc(97 << 20), ...order.map((k) => a.subarray(k * piece, (k + 1) * piece))]);
+  writeFileSync(join(dir, 'far.bin'), plain);
+  sh(`cd ${dir} && zstd -q -1 --long=27 far.bin -o far.zst && rm far.bin`);
+  farCache = { plain, zst: readFileSync(join(dir, 'far.zst')) };
+  return farCache;
+}
+
+/** A copy of a single-frame file with one byte of its trailing 4-byte checksum changed. */
+function flipChecksum(zst: Buffer): Buffer {
+  const bad = Buffer.from(zst);
+  bad[bad.length - 2]! ^= 0x01;
+  return bad;
 }
 
 function assertCode(o: Outcome, code: string, re?: RegExp): void {
@@ -212,6 +259,42 @@ for (const backend of backends) {
     const o = await decode(bad, backend);
     assert.ok(o.err, 'corruption went unnoticed');
     assert.ok(isCosiError(o.err, 'COSI_ERR_ZSTD'), String(o.err));
+  });
+}
+
+for (const backend of backends) {
+  test(`[${backend}] offsets of 96 MiB and more (zstd --long=27) decode exactly`, async () => {
+    const { plain, zst } = farMatches();
+    const h = readFrameHeader(zst);
+    assert.ok(h?.kind === 'frame' && h.windowLog === 27 && h.contentSize === plain.length);
+    // The second copy cost next to nothing, so zstd did match it 97+ MiB back.
+    assert.ok(zst.length < 1.2 * (1 << 20), `compressed to ${zst.length} bytes`);
+    const o = await decodeToHash(zst, backend, 27);
+    assert.equal(o.length, plain.length);
+    assert.equal(o.sha, sha256(plain));
+  });
+
+  test(`[${backend}] content checksum is verified`, async () => {
+    // stored checksum damaged, in frame 1 and in frame 2
+    const o1 = await decode(flipChecksum(aZst), backend);
+    assertCode(o1, 'COSI_ERR_ZSTD', backend === 'fzstd' ? /content checksum mismatch in frame 1: stored 0x/ : /checksum/i);
+    const o2 = await decode(Buffer.concat([aZst, skippable(8), flipChecksum(bZst)]), backend, { chunk: 5000 });
+    assertCode(o2, 'COSI_ERR_ZSTD', backend === 'fzstd' ? /checksum mismatch in frame 2:/ : /checksum/i);
+    // Damage no decoder check can see: a byte inside a raw (stored) block.
+    // Only the checksum tells, and it must fail the stream, not end it.
+    const rnd = randomBytes(300 * 1024);
+    const raw = zstd('-1', rnd);
+    const damaged = Buffer.from(raw);
+    damaged[100 * 1024]! ^= 0x80;
+    const o3 = await decode(damaged, backend);
+    assertCode(o3, 'COSI_ERR_ZSTD', /checksum/i);
+    // and the undamaged one, and a frame without a checksum, decode fine
+    assert.equal(sha256((await decode(raw, backend)).out), sha256(rnd));
+    const unchecked = zstd('-3 --no-check', realB);
+    assert.equal(((unchecked[4]! >> 2) & 1), 0);
+    const o4 = await decode(unchecked, backend);
+    assert.equal(o4.err, undefined);
+    assert.equal(sha256(o4.out), sha256(realB));
   });
 }
 

@@ -4,6 +4,7 @@
  */
 import * as zlib from 'node:zlib';
 import { Decompress } from 'fzstd';
+import xxhash, { type XXHash, type XXHashAPI } from 'xxhash-wasm';
 import { CosiError, isCosiError } from '../errors.js';
 import { BIG_CHUNK } from './frame.js';
 
@@ -15,6 +16,11 @@ export interface FrameDecoder {
   finish(): Promise<void> | void;
   /** Called when the consumer wants more output. */
   resume(): void;
+  /**
+   * Low 32 bits of XXH64 of the frame's output, for frames with a stored
+   * checksum to be compared by the caller; undefined when the backend checks it itself.
+   */
+  contentChecksum(): number | undefined;
   destroy(): void;
 }
 
@@ -79,6 +85,11 @@ export class NodeFrameDecoder implements FrameDecoder {
     if (!this.failure && !this.ended) this.inner.resume();
   }
 
+  /** libzstd verifies Content_Checksum itself (ZSTD_d_forceIgnoreChecksum is off) and fails the stream. */
+  contentChecksum(): undefined {
+    return undefined;
+  }
+
   destroy(): void {
     this.inner.destroy();
   }
@@ -108,14 +119,19 @@ export class NodeFrameDecoder implements FrameDecoder {
   }
 }
 
+let xxhashApi: Promise<XXHashAPI> | undefined;
+
 export class FzstdFrameDecoder implements FrameDecoder {
   private readonly d: Decompress;
   private full = false;
   private wake: (() => void) | undefined;
+  /** fzstd never looks at the stored checksum, so we hash what it produces. */
+  private hash: XXHash<bigint> | undefined;
 
   constructor(emit: Emit) {
     this.d = new Decompress((data) => {
       if (data.length === 0) return;
+      this.hash!.update(data);
       // fzstd hands out a fresh array per block, so wrapping without a copy is safe.
       if (!emit(Buffer.from(data.buffer, data.byteOffset, data.length))) this.full = true;
     });
@@ -127,6 +143,8 @@ export class FzstdFrameDecoder implements FrameDecoder {
    * (<= 128 KiB of output) and we wait for the consumer before the next.
    */
   async write(bytes: Buffer): Promise<void> {
+    // The WebAssembly module compiles once per process, on the first fzstd frame.
+    this.hash ??= (await (xxhashApi ??= xxhash())).create64(0n);
     if (this.full) await new Promise<void>((r) => (this.wake = r));
     this.push(bytes, false);
   }
@@ -140,6 +158,10 @@ export class FzstdFrameDecoder implements FrameDecoder {
     const w = this.wake;
     this.wake = undefined;
     w?.();
+  }
+
+  contentChecksum(): number {
+    return this.hash ? Number(this.hash.digest() & 0xffffffffn) : 0;
   }
 
   destroy(): void {}

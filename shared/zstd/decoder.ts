@@ -37,6 +37,7 @@ class ZstdDecoder extends Transform {
   private frame: FrameDecoder | undefined;
   private frameHeader: Extract<FrameHeader, { kind: 'frame' }> | undefined;
   private frameOut = 0;
+  private frameNo = 0;
   private declaredTotal = 0;
   private total = 0;
 
@@ -120,13 +121,15 @@ class ZstdDecoder extends Transform {
       if (ev.t === 'start') {
         this.frameHeader = ev.header;
         this.frameOut = 0;
+        this.frameNo = this.scanner.framesSeen;
         this.frame =
           this.backend === 'node' ? new NodeFrameDecoder(this.maxWindowLog, this.deliver) : new FzstdFrameDecoder(this.deliver);
         await this.frame.write(ev.bytes);
       } else if (ev.t === 'data') {
         await this.frame!.write(ev.bytes);
       } else {
-        await this.frame!.finish();
+        const frame = this.frame!;
+        await frame.finish();
         this.frame = undefined;
         const declared = this.frameHeader!.contentSize;
         // fzstd does not check Frame_Content_Size; do it here for both.
@@ -134,6 +137,16 @@ class ZstdDecoder extends Transform {
           throw new CosiError(
             'COSI_ERR_ZSTD',
             `corrupt zstd data: frame decoded to ${this.frameOut} bytes, its header declares ${declared}`,
+          );
+        }
+        // Checked before the chunk is acknowledged, so a bad frame can never end the stream normally.
+        const actual = ev.checksum === undefined ? undefined : frame.contentChecksum();
+        if (actual !== undefined && actual !== ev.checksum) {
+          throw new CosiError(
+            'COSI_ERR_ZSTD',
+            `zstd content checksum mismatch in frame ${this.frameNo}: stored ${hex32(ev.checksum!)}, ` +
+              `decoded data hashes to ${hex32(actual)}`,
+            { details: { frame: this.frameNo, stored: ev.checksum, actual } },
           );
         }
       }
@@ -164,6 +177,8 @@ class ZstdDecoder extends Transform {
     cb(err);
   }
 }
+
+const hex32 = (n: number) => `0x${n.toString(16).padStart(8, '0')}`;
 
 /**
  * Transform from compressed bytes (any number of zstd and skippable frames) to

@@ -85,7 +85,8 @@ export function u32le(b: Uint8Array, o: number): number {
 export type ScanEvent =
   | { t: 'start'; header: Extract<FrameHeader, { kind: 'frame' }>; bytes: Buffer }
   | { t: 'data'; bytes: Buffer }
-  | { t: 'end' };
+  /** `checksum`: the frame's stored Content_Checksum (low 32 bits of XXH64), when it has one. */
+  | { t: 'end'; checksum?: number };
 
 const enum S {
   Header, // between frames: collecting a frame or skippable header
@@ -108,6 +109,7 @@ export class FrameScanner {
   private blockHeaderGot = 0;
   private lastBlock = false;
   private hasChecksum = false;
+  private checksum = 0;
   framesSeen = 0;
 
   /**
@@ -195,6 +197,10 @@ export class FrameScanner {
         case S.Checksum: {
           if (runStart < 0) runStart = pos;
           const n = Math.min(this.remaining, chunk.length - pos);
+          if (this.state === S.Checksum) {
+            // little-endian, possibly split across chunks
+            for (let i = 0; i < n; i++) this.checksum += chunk[pos + i]! * 2 ** (8 * (4 - this.remaining + i));
+          }
           pos += n;
           this.remaining -= n;
           if (this.remaining === 0) this.pieceDone(pos, flushRun, events);
@@ -214,9 +220,10 @@ export class FrameScanner {
     } else if (this.state === S.BlockBody && this.hasChecksum) {
       this.state = S.Checksum;
       this.remaining = 4;
+      this.checksum = 0;
     } else {
       flushRun(pos);
-      events.push({ t: 'end' });
+      events.push(this.state === S.Checksum ? { t: 'end', checksum: this.checksum } : { t: 'end' });
       this.state = S.Header;
     }
   }
