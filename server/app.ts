@@ -2,6 +2,7 @@
  * The HTTP application: a few middlewares (request log and metrics, method
  * check, bearer auth) in front of one small router per concern.
  */
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Hono } from 'hono';
 import type { AppDeps, AppEnv, RequestStats } from './http/env.js';
 import { describeError, errorBody } from './http/errors.js';
@@ -14,34 +15,45 @@ import { rawRoutes } from './routes/raw.js';
 /** The server is read-only: everything else is 405 everywhere. */
 const ALLOWED = new Set(['GET', 'HEAD']);
 
+/**
+ * The request's bookkeeping: counted and logged once the response closes, so
+ * byte endpoints (which write to the socket themselves) report the real
+ * outcome. Shared by the app and the raw fast path (fast-raw.ts).
+ */
+export function trackRequest(deps: AppDeps, incoming: IncomingMessage, outgoing: ServerResponse): RequestStats {
+  const stats: RequestStats = { route: 'unknown', bytes: 0 };
+  const t0 = deps.log ? performance.now() : 0;
+  const done = (): void => {
+    const status = outgoing.statusCode;
+    deps.metrics.inc('cosi_http_requests_total', { route: stats.route, status: String(status) });
+    deps.log?.({
+      time: new Date().toISOString(),
+      method: incoming.method,
+      url: incoming.url,
+      status,
+      route: stats.route,
+      id: stats.id,
+      bytes: stats.bytes,
+      ms: Math.round((performance.now() - t0) * 10) / 10,
+      range: incoming.headers.range,
+      remote: incoming.socket.remoteAddress,
+      complete: outgoing.writableFinished,
+      // Unset only when the connection closed while the transfer waited on a read.
+      aborted: stats.aborted ?? (outgoing.writableFinished ? undefined : 'connection-closed'),
+    });
+  };
+  // A transfer cut short learns why (stats.aborted) in the promise chain that the 'close' event
+  // starts: log after it has run.
+  outgoing.once('close', () => (outgoing.writableFinished ? done() : setImmediate(done)));
+  if (deps.draining?.()) outgoing.setHeader('Connection', 'close');
+  return stats;
+}
+
 export function createApp(deps: AppDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
 
   app.use('*', async (c, next) => {
-    const stats: RequestStats = { route: 'unknown', bytes: 0 };
-    c.set('stats', stats);
-    const { incoming, outgoing } = c.env;
-    const t0 = performance.now();
-    // Logged on 'close', so byte endpoints (which write to the socket themselves) report the real outcome.
-    outgoing.once('close', () => {
-      const status = outgoing.statusCode;
-      deps.metrics.inc('cosi_http_requests_total', { route: stats.route, status: String(status) });
-      deps.log?.({
-        time: new Date().toISOString(),
-        method: incoming.method,
-        url: incoming.url,
-        status,
-        route: stats.route,
-        id: stats.id,
-        bytes: stats.bytes,
-        ms: Math.round((performance.now() - t0) * 10) / 10,
-        range: incoming.headers.range,
-        remote: incoming.socket.remoteAddress,
-        complete: outgoing.writableFinished,
-        aborted: stats.aborted,
-      });
-    });
-    if (deps.draining?.()) outgoing.setHeader('Connection', 'close');
+    c.set('stats', trackRequest(deps, c.env.incoming, c.env.outgoing));
     await next();
   });
 

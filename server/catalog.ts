@@ -8,13 +8,14 @@
  * record. So a file replaced by an atomic rename is reindexed before a single
  * byte of it is served, and old offsets never meet new bytes.
  */
-import { watch, type FSWatcher } from 'node:fs';
+import { lstatSync, watch, type FSWatcher } from 'node:fs';
 import { lstat, open, readdir, realpath, stat, type FileHandle } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import { LRUCache } from 'lru-cache';
 import { CosiError } from '../shared/errors.js';
 import { HttpError } from './http/errors.js';
+import { HandleCache, type Handle } from './handle-cache.js';
 import { HandleSource, streamRange } from './handle-source.js';
 import { identityKey, identityOf, indexArchive, recordWeight, sameIdentity, type FileIdentity, type IndexRecord } from './indexer.js';
 import type { Metrics } from './metrics.js';
@@ -22,6 +23,21 @@ import type { RemoteCatalog } from './remote.js';
 import { verifyRecord } from './verify.js';
 
 export const COSI_EXT = '.cosi';
+
+/** Files stat'ed or indexed at once during a scan. */
+const SCAN_PARALLEL = 8;
+
+/** fn over every item, at most `limit` running at once. */
+async function eachLimited<T>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      await fn(items[i]!, i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
 
 /** What the scan learned about one file; cheap, kept for every file. */
 interface Known {
@@ -42,7 +58,10 @@ export interface CatalogOptions {
   rescanSeconds?: number;
   watch?: boolean;
   verify?: boolean;
+  /** Archive descriptors held open (cached between requests, or busy). */
   maxOpenFiles?: number;
+  /** An archive handle idle this long is closed (default 30 s). */
+  handleIdleMs?: number;
   indexCacheEntries?: number;
   metrics?: Metrics;
   /** Structured events (scan results, watcher trouble) for the server log. */
@@ -54,6 +73,8 @@ export interface OpenArchive {
   record: IndexRecord;
   /** Local archives only; a remote one streams from its origin. */
   fh?: FileHandle;
+  /** The descriptor behind `fh`, valid until release(). */
+  fd?: number;
   /** [offset, offset+length) of the file, with backpressure. */
   stream(offset: number, length: number): Readable;
   release(): Promise<void>;
@@ -71,7 +92,10 @@ export class Catalog {
   private debounce: NodeJS.Timeout | undefined;
   private scanning: Promise<void> | undefined;
   private scanAgain = false;
+  /** Archives handed out and not yet released. */
   private openFiles = 0;
+  private readonly handles: HandleCache;
+  private sweeper: NodeJS.Timeout | undefined;
   private closed = false;
   private verifying: Promise<void> | undefined;
   private verifyAgain = false;
@@ -85,6 +109,7 @@ export class Catalog {
       maxSize: 512 * 1024 * 1024,
       sizeCalculation: recordWeight,
     });
+    this.handles = new HandleCache({ max: opts.maxOpenFiles ?? 512, idleMs: opts.handleIdleMs ?? 30_000 });
   }
 
   get size(): number {
@@ -101,8 +126,14 @@ export class Catalog {
     return this.known.has(id) ? undefined : this.opts.remote?.originOf(id);
   }
 
+  /** Archives handed out to transfers and not yet released. */
   get openHandles(): number {
     return this.openFiles;
+  }
+
+  /** Archive descriptors open, idle in the handle cache or busy. */
+  get openDescriptors(): number {
+    return this.handles.open;
   }
 
   async start(): Promise<void> {
@@ -119,13 +150,19 @@ export class Catalog {
       this.timer = setInterval(() => void this.rescan().catch(() => {}), every * 1000);
       this.timer.unref();
     }
+    const idle = this.opts.handleIdleMs ?? 30_000;
+    this.sweeper = setInterval(() => this.handles.sweep(), Math.max(100, Math.min(idle, 10_000)));
+    this.sweeper.unref();
   }
 
-  close(): void {
+  /** Stops watching; cached handles close now, busy ones when their transfer releases them. */
+  close(): Promise<void> {
     this.closed = true;
     this.watcher?.close();
     if (this.timer) clearInterval(this.timer);
+    if (this.sweeper) clearInterval(this.sweeper);
     if (this.debounce) clearTimeout(this.debounce);
+    return this.handles.closeAll();
   }
 
   private startWatch(): void {
@@ -175,13 +212,27 @@ export class Catalog {
 
   private async scanOnce(): Promise<void> {
     const found = new Map<string, Known>();
-    if (this.root !== '') await this.walk(this.rootReal, found);
+    if (this.root !== '') for (const k of await this.walk(this.rootReal)) found.set(k.id, k);
     await this.refreshRemotes();
     this.known = found;
-    // Index new and changed files now, so the listing and the blob map are complete.
+    // A handle on a file the scan no longer sees as it was (removed, replaced) is closed now,
+    // not at its next request: an open descriptor would keep a deleted file's blocks in use.
+    const live = new Map<string, FileIdentity>();
+    for (const k of found.values()) if (!k.refused) live.set(k.path, k.identity);
+    this.handles.retain((path, identity) => {
+      const now = live.get(path);
+      return now !== undefined && sameIdentity(now, identity);
+    });
+    // Index new and changed files now, so the listing and the blob map are complete. A few at a
+    // time: each index is a handful of small reads, and the thread pool overlaps them.
+    const all = [...found.values()];
+    const recs = new Array<IndexRecord | undefined>(all.length);
+    await eachLimited(all, SCAN_PARALLEL, async (k, i) => {
+      recs[i] = await this.recordFor(k).catch(() => undefined);
+    });
     const blobs = new Map<string, Set<string>>();
-    for (const k of found.values()) {
-      const rec = await this.recordFor(k).catch(() => undefined);
+    for (const [i, k] of all.entries()) {
+      const rec = recs[i];
       for (const p of rec?.archive?.partitions ?? []) {
         const sha = p.info.image.sha384?.toLowerCase();
         if (!sha) continue;
@@ -192,49 +243,53 @@ export class Catalog {
     }
     this.blobs = blobs;
     // Verification results of files that no longer exist would only pile up.
-    const live = new Set([...found.values()].map((k) => identityKey(k.identity)));
-    for (const key of this.verified.keys()) if (!live.has(key)) this.verified.delete(key);
+    const liveKeys = new Set([...found.values()].map((k) => identityKey(k.identity)));
+    for (const key of this.verified.keys()) if (!liveKeys.has(key)) this.verified.delete(key);
     this.lastScan = new Date();
     if (this.opts.verify) this.startVerify();
   }
 
-  private async walk(dir: string, out: Map<string, Known>): Promise<void> {
+  /** Archives under `dir`, in directory order (stat calls run a few at a time). */
+  private async walk(dir: string): Promise<Known[]> {
     let entries;
     try {
       entries = await readdir(dir, { withFileTypes: true });
     } catch {
-      return; // removed while scanning, or unreadable: the next scan sees it again
+      return []; // removed while scanning, or unreadable: the next scan sees it again
     }
-    for (const d of entries) {
+    const out = new Array<Known[]>(entries.length);
+    await eachLimited(entries, SCAN_PARALLEL, async (d, i) => {
+      out[i] = [];
       // Dot files are how atomic writers stage (cosi-pack's .x.partial): never list them.
-      if (d.name.startsWith('.')) continue;
+      if (d.name.startsWith('.')) return;
       const full = join(dir, d.name);
       if (d.isDirectory()) {
-        await this.walk(full, out);
-        continue;
+        out[i] = await this.walk(full);
+        return;
       }
-      if (!d.name.endsWith(COSI_EXT) || !(d.isFile() || d.isSymbolicLink())) continue;
+      if (!d.name.endsWith(COSI_EXT) || !(d.isFile() || d.isSymbolicLink())) return;
       const relPath = relative(this.rootReal, full).split(sep).join('/');
       const id = relPath.slice(0, -COSI_EXT.length);
-      if (id === '' || id.split('/').some((s) => s === '' || s === '.' || s === '..')) continue;
+      if (id === '' || id.split('/').some((s) => s === '' || s === '.' || s === '..')) return;
       try {
         if (d.isSymbolicLink()) {
           const target = await realpath(full);
           if (!this.inside(target)) {
             const st = await lstat(full);
-            out.set(id, { id, relPath, path: full, identity: identityOf(st), refused: 'symlink points outside the catalog root' });
-            continue;
+            out[i] = [{ id, relPath, path: full, identity: identityOf(st), refused: 'symlink points outside the catalog root' }];
+            return;
           }
           const st = await stat(target);
-          if (!st.isFile()) continue;
-          out.set(id, { id, relPath, path: target, identity: identityOf(st) });
+          if (!st.isFile()) return;
+          out[i] = [{ id, relPath, path: target, identity: identityOf(st) }];
         } else {
-          out.set(id, { id, relPath, path: full, identity: identityOf(await stat(full)) });
+          out[i] = [{ id, relPath, path: full, identity: identityOf(await stat(full)) }];
         }
       } catch {
-        continue; // vanished between readdir and stat
+        return; // vanished between readdir and stat
       }
-    }
+    });
+    return out.flat();
   }
 
   private inside(real: string): boolean {
@@ -246,7 +301,8 @@ export class Catalog {
     if (k.refused) return this.refusedRecord(k);
     const cached = this.records.get(identityKey(k.identity));
     if (cached && cached.id === k.id) return cached;
-    const a = await this.openKnown(k);
+    // Indexing alone does not keep the file open: a scan of thousands must not hoard descriptors.
+    const a = await this.openKnown(k, false);
     const rec = a.record;
     await a.release();
     return rec;
@@ -316,6 +372,11 @@ export class Catalog {
     return out;
   }
 
+  /** A local file (not a remote) has this id. */
+  hasLocal(id: string): boolean {
+    return this.known.has(id);
+  }
+
   has(id: string): boolean {
     return this.known.has(id) || (this.opts.remote?.has(id) ?? false);
   }
@@ -332,25 +393,24 @@ export class Catalog {
     return this.openKnown(k);
   }
 
-  private async openKnown(k: Known): Promise<OpenArchive> {
-    if (this.openFiles >= (this.opts.maxOpenFiles ?? 512)) {
-      throw new HttpError(503, 'BUSY', 'too many open files; retry shortly', { 'Retry-After': '1' });
-    }
+  private async openKnown(k: Known, cache = true): Promise<OpenArchive> {
     this.openFiles++;
-    let fh: FileHandle | undefined;
+    let h: Handle | undefined;
     try {
-      // The scan's real path could have become a symlink since: check again, cheaply.
-      const real = await realpath(k.path);
-      if (!this.inside(real)) throw new HttpError(404, 'NOT_FOUND', `no image ${k.id}`);
-      fh = await open(real, 'r');
-      const st = await fh.stat();
-      if (!st.isFile()) throw new HttpError(404, 'NOT_FOUND', `no image ${k.id}`);
-      const identity = identityOf(st);
+      // Per request, one lstat: the cached handle serves only while the path still names the
+      // very file (dev, ino, size, mtime) it was opened on. A symlink put in its place has
+      // another identity, so it misses and takes the full path below.
+      // Synchronous: a metadata lookup in the dentry cache costs less than the thread-pool hop.
+      const st = lstatSync(k.path);
+      if (st.isFile()) h = this.handles.acquire(k.path, identityOf(st));
+      else this.handles.forget(k.path); // no longer a plain file: whatever was cached is stale
+      h ??= await this.openFresh(k, cache);
+      const identity = h.identity;
       const key = identityKey(identity);
       let record = this.records.get(key);
       if (!record || record.id !== k.id) {
         this.opts.metrics?.inc('cosi_index_runs_total');
-        record = await indexArchive(new HandleSource(k.relPath, fh, identity.size), { id: k.id, relPath: k.relPath, path: real, identity });
+        record = await indexArchive(new HandleSource(k.relPath, h.fh, identity.size), { id: k.id, relPath: k.relPath, path: k.path, identity });
         if (!record.valid) this.opts.metrics?.inc('cosi_index_errors_total');
         const earlier = this.verified.get(key);
         if (earlier && record.archive) record.archive = earlier;
@@ -361,26 +421,53 @@ export class Catalog {
         // The path now holds other bytes than the scan saw: remember them, and rescan soon for the rest.
         this.known.set(k.id, { ...k, identity });
       }
-      const handle = fh;
+      const handle = h;
       let released = false;
       return {
         record,
-        fh: handle,
-        stream: (offset, length) => streamRange(handle, offset, length),
+        fh: handle.fh,
+        fd: handle.fd,
+        stream: (offset, length) => streamRange(handle.fh, offset, length),
         release: async () => {
           if (released) return;
           released = true;
           this.openFiles--;
-          await handle.close().catch(() => {});
+          this.handles.release(handle);
         },
       };
     } catch (err) {
       this.openFiles--;
-      await fh?.close().catch(() => {});
+      if (h) this.handles.release(h);
       if (err instanceof HttpError) throw err;
       const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT') throw new HttpError(404, 'NOT_FOUND', `no image ${k.id} (removed)`);
+      if (code === 'ENOENT') {
+        this.handles.forget(k.path);
+        throw new HttpError(404, 'NOT_FOUND', `no image ${k.id} (removed)`);
+      }
       throw new HttpError(500, 'COSI_ERR_IO', `cannot open ${k.id}: ${code ?? (err as Error).message}`);
+    }
+  }
+
+  /** The slow path: resolve, check the root, open, fstat; the handle is cached for the next request. */
+  private async openFresh(k: Known, cache: boolean): Promise<Handle> {
+    if (!this.handles.reserve()) {
+      throw new HttpError(503, 'BUSY', 'too many open files; retry shortly', { 'Retry-After': '1' });
+    }
+    let fh: FileHandle | undefined;
+    try {
+      // The scan's real path could have become a symlink since: check again.
+      const real = await realpath(k.path);
+      if (!this.inside(real)) throw new HttpError(404, 'NOT_FOUND', `no image ${k.id}`);
+      fh = await open(real, 'r');
+      const st = await fh.stat();
+      if (!st.isFile()) throw new HttpError(404, 'NOT_FOUND', `no image ${k.id}`);
+      // Cached under the scanned path only when that path is the file itself: lstat on it must
+      // be able to confirm the identity next time.
+      return this.handles.adopt(k.path, fh, identityOf(st), cache && real === k.path && !this.closed);
+    } catch (err) {
+      this.handles.unreserve();
+      await fh?.close().catch(() => {});
+      throw err;
     }
   }
 

@@ -14,7 +14,9 @@ import { createApp } from './app.js';
 import { bearerAuthorizer, loadTokens } from './auth.js';
 import { Catalog } from './catalog.js';
 import { defaultConfig, type ServerConfig } from './config.js';
+import type { AppDeps } from './http/env.js';
 import { errorBody } from './http/errors.js';
+import { rawFastPath } from './http/fast-raw.js';
 import { Gate } from './http/gate.js';
 import { Metrics } from './metrics.js';
 import { RemoteCatalog } from './remote.js';
@@ -68,7 +70,7 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
   try {
     await catalog.start();
   } catch (err) {
-    catalog.close();
+    void catalog.close();
     throw err instanceof CosiError ? err : new CosiError('COSI_ERR_IO', (err as Error).message, { cause: err });
   }
   metrics.gauge('cosi_catalog_images', 'Archives in the catalog, by validity.', () => {
@@ -77,7 +79,8 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
       { labels: { valid: 'false' }, value: countValid(catalog, false) },
     ];
   });
-  metrics.gauge('cosi_open_files', 'Archive handles open for transfers.', () => catalog.openHandles);
+  metrics.gauge('cosi_open_files', 'Archive descriptors open (busy, or cached for the next request).', () => catalog.openDescriptors);
+  metrics.gauge('cosi_transfers_open', 'Archives handed out to requests and not yet released.', () => catalog.openHandles);
   const decompressGate = new Gate(config.maxDecompressions);
   metrics.gauge('cosi_decompressions_active', 'Running ?decompress=1 streams.', () => decompressGate.inUse);
 
@@ -87,7 +90,7 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
     config.ipxeKernel && config.ipxeInitrd
       ? { kernel: config.ipxeKernel, initrd: config.ipxeInitrd, cmdline: config.ipxeCmdline, disk: config.ipxeDisk }
       : undefined;
-  const app = createApp({
+  const deps: AppDeps = {
     catalog,
     metrics,
     maxRanges: config.maxRanges,
@@ -99,7 +102,9 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
     publicUrl: config.publicUrl,
     scheme: config.tlsCert ? 'https' : 'http',
     netboot,
-  });
+  };
+  const app = createApp(deps);
+  const fastRaw = rawFastPath(deps);
 
   // Byte endpoints write to the socket themselves. Hono rewraps HEAD answers in a fresh Response,
   // which would make node-server write headers a second time: hand it the "already sent" marker instead.
@@ -120,14 +125,14 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
       inflight--;
       if (inflight === 0) drained?.();
     });
-    void listener(req, res);
+    if (!fastRaw(req, res)) void listener(req, res);
   };
   // Node requires headersTimeout <= requestTimeout.
   const timeouts = { headersTimeout: Math.min(config.headersTimeoutMs, config.requestTimeoutMs), requestTimeout: config.requestTimeoutMs, keepAliveTimeout: 5000 };
   let server: Server;
   if (config.tlsCert && config.tlsKey) {
     const [cert, key] = await Promise.all([readFile(config.tlsCert), readFile(config.tlsKey)]).catch((err: NodeJS.ErrnoException) => {
-      catalog.close();
+      void catalog.close();
       throw new CosiError('COSI_ERR_USAGE', `cannot read TLS certificate or key: ${err.path ?? ''} ${err.code ?? err.message}`.trim());
     });
     server = createHttpsServer({ cert, key, ...timeouts }, onRequest) as unknown as Server;
@@ -149,7 +154,7 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) => {
-      catalog.close();
+      void catalog.close();
       reject(new CosiError('COSI_ERR_IO', `cannot listen on ${config.host}:${config.port}: ${err.code ?? err.message}`, { cause: err }));
     });
     server.listen(config.port, config.host, () => resolve());
@@ -161,7 +166,7 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
   const close = (graceMs = config.shutdownGraceMs): Promise<void> => {
     closing ??= (async () => {
       draining = true;
-      catalog.close();
+      const handlesClosed = catalog.close();
       const stopped = new Promise<void>((r) => server.close(() => r()));
       server.closeIdleConnections();
       if (inflight > 0) {
@@ -173,6 +178,7 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
       // Past the deadline (or done): whatever is left is cut.
       for (const s of sockets) s.destroy();
       await stopped;
+      await handlesClosed;
     })();
     return closing;
   };

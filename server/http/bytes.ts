@@ -2,7 +2,8 @@
  * Range serving for every byte endpoint (raw archives, partitions, blobs),
  * written straight to Node's ServerResponse: the exact Content-Length goes
  * out first (never chunked: some CDNs then drop ranges, and installers trust
- * the length), and the body is piped from the file with backpressure.
+ * the length), and the body comes from the open file with backpressure
+ * (fd-body.ts for local files, a stream otherwise).
  *
  * Order of evaluation follows RFC 9110 §13.2.2: If-Match, If-None-Match
  * (304), If-Modified-Since, then Range guarded by If-Range.
@@ -21,6 +22,7 @@ import {
   type ByteRange,
 } from '../../shared/range.js';
 import { errorBody } from './errors.js';
+import { sendFdRange } from './fd-body.js';
 
 export interface ByteBody {
   size: number;
@@ -32,6 +34,8 @@ export interface ByteBody {
   headers?: Record<string, string>;
   /** Bytes [start, end] (inclusive) of the body. */
   open(start: number, end: number): Readable;
+  /** Set when the body is bytes [offset, offset+size) of an open local file: served without streams. */
+  file?: { fd: number; offset: number };
 }
 
 export interface SendOptions {
@@ -107,20 +111,24 @@ export async function sendBytes(req: IncomingMessage, res: ServerResponse, body:
   };
 
   if (!ranges) {
-    res.writeHead(200, { ...base, 'Content-Type': body.contentType, 'Content-Length': String(body.size) });
+    const headers = { ...base, 'Content-Type': body.contentType, 'Content-Length': String(body.size) };
+    if (body.file && !head && body.size > 0) return sendFdRange(res, 200, headers, body.file.fd, body.file.offset, body.size, opts.onBytes);
+    res.writeHead(200, headers);
     if (head || body.size === 0) return void res.end();
     return pipeline(body.open(0, body.size - 1), count, res);
   }
 
   if (ranges.length === 1) {
     const r = ranges[0]!;
-    res.writeHead(206, {
+    const headers = {
       ...base,
       'Content-Type': body.contentType,
       'Content-Length': String(r.end - r.start + 1),
       'Content-Range': formatContentRange(r.start, r.end, body.size),
-    });
+    };
     opts.onRange?.('single');
+    if (body.file && !head) return sendFdRange(res, 206, headers, body.file.fd, body.file.offset + r.start, r.end - r.start + 1, opts.onBytes);
+    res.writeHead(206, headers);
     if (head) return void res.end();
     return pipeline(body.open(r.start, r.end), count, res);
   }

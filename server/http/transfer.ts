@@ -4,17 +4,23 @@
  * released whatever happens. Once headers are out an error can only cut the
  * connection, which a client sees as a short body against Content-Length.
  */
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import type { Context } from 'hono';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import type { OpenArchive } from '../catalog.js';
 import { sendBytes, type ByteBody } from './bytes.js';
-import type { AppDeps, AppEnv } from './env.js';
+import type { AppDeps, AppEnv, RequestStats } from './env.js';
 
 export type BodyMeta = Omit<ByteBody, 'open' | 'size'>;
 
 export function sliceOf(a: OpenArchive, offset: number, size: number, meta: BodyMeta): ByteBody {
-  return { ...meta, size, open: (start, end) => a.stream(offset + start, end - start + 1) };
+  return {
+    ...meta,
+    size,
+    open: (start, end) => a.stream(offset + start, end - start + 1),
+    file: a.fd === undefined ? undefined : { fd: a.fd, offset },
+  };
 }
 
 export function bufferBody(bytes: Buffer, meta: BodyMeta): ByteBody {
@@ -23,15 +29,19 @@ export function bufferBody(bytes: Buffer, meta: BodyMeta): ByteBody {
 
 export function abortReason(err: unknown): string {
   const code = (err as NodeJS.ErrnoException)?.code;
-  if (code === 'ERR_STREAM_PREMATURE_CLOSE' || code === 'ECONNRESET' || code === 'EPIPE') return 'client-gone';
+  if (code === 'ERR_STREAM_PREMATURE_CLOSE' || code === 'ERR_STREAM_DESTROYED' || code === 'ECONNRESET' || code === 'EPIPE') return 'client-gone';
   if (typeof code === 'string' && code.startsWith('COSI_ERR_')) return code;
   return code ?? 'error';
 }
 
 /** Send `body`, then release `a` (if given). Errors before the headers surface as JSON errors. */
 export async function transfer(c: Context<AppEnv>, deps: AppDeps, body: ByteBody, a?: OpenArchive): Promise<Response> {
-  const { incoming, outgoing } = c.env;
-  const stats = c.get('stats');
+  await transferTo(c.env.incoming, c.env.outgoing, c.get('stats'), deps, body, a);
+  return RESPONSE_ALREADY_SENT;
+}
+
+/** transfer() on the bare request pair, for the raw fast path. */
+export async function transferTo(incoming: IncomingMessage, outgoing: ServerResponse, stats: RequestStats, deps: AppDeps, body: ByteBody, a?: OpenArchive): Promise<void> {
   try {
     await sendBytes(incoming, outgoing, body, {
       maxRanges: deps.maxRanges,
@@ -49,7 +59,6 @@ export async function transfer(c: Context<AppEnv>, deps: AppDeps, body: ByteBody
   } finally {
     await a?.release();
   }
-  return RESPONSE_ALREADY_SENT;
 }
 
 /**

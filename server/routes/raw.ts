@@ -7,22 +7,39 @@
  * file, so every range the client asks of the origin means the same bytes.
  */
 import { Hono } from 'hono';
-import { COSI_EXT } from '../catalog.js';
+import { COSI_EXT, type OpenArchive } from '../catalog.js';
+import type { ByteBody } from '../http/bytes.js';
 import type { AppDeps, AppEnv } from '../http/env.js';
 import { notFound } from '../http/errors.js';
 import { rawPathAfter, safeSegments } from '../http/paths.js';
 import { sliceOf, transfer } from '../http/transfer.js';
+
+/** The catalog id a /cosi/ path (after the prefix, still encoded) names, if it is a safe archive path. */
+export function rawId(raw: string | undefined): string | undefined {
+  const segs = raw === undefined ? undefined : safeSegments(raw);
+  const rel = segs?.join('/');
+  if (!rel || !rel.endsWith(COSI_EXT)) return undefined;
+  return rel.slice(0, -COSI_EXT.length);
+}
+
+/** The whole archive file as a byte body. */
+export function rawBody(a: OpenArchive): ByteBody {
+  const r = a.record;
+  return sliceOf(a, 0, r.identity.size, {
+    etag: r.etag,
+    lastModified: r.lastModified,
+    contentType: 'application/x-tar',
+    headers: r.archive ? { 'X-Cosi-Metadata-Sha384': r.archive.metadataSha384 } : {},
+  });
+}
 
 export function rawRoutes(deps: AppDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
   app.get('/cosi/*', async (c) => {
     const stats = c.get('stats');
     stats.route = 'raw';
-    const raw = rawPathAfter(c.req.url, '/cosi/');
-    const segs = raw === undefined ? undefined : safeSegments(raw);
-    const rel = segs?.join('/');
-    if (!rel || !rel.endsWith(COSI_EXT)) throw notFound(`no archive at ${c.req.path}`);
-    const id = rel.slice(0, -COSI_EXT.length);
+    const id = rawId(rawPathAfter(c.req.url, '/cosi/'));
+    if (id === undefined) throw notFound(`no archive at ${c.req.path}`);
     const origin = deps.redirect ? deps.catalog.originOf(id) : undefined;
     if (origin) {
       // The whole archive is the origin's file, byte for byte: let the client take it (and its ranges) from there.
@@ -36,18 +53,7 @@ export function rawRoutes(deps: AppDeps): Hono<AppEnv> {
     const a = deps.catalog.has(id) ? await deps.catalog.open(id) : undefined;
     if (!a) throw notFound(`no archive at ${c.req.path}`);
     stats.id = id;
-    const r = a.record;
-    return transfer(
-      c,
-      deps,
-      sliceOf(a, 0, r.identity.size, {
-        etag: r.etag,
-        lastModified: r.lastModified,
-        contentType: 'application/x-tar',
-        headers: r.archive ? { 'X-Cosi-Metadata-Sha384': r.archive.metadataSha384 } : {},
-      }),
-      a,
-    );
+    return transfer(c, deps, rawBody(a), a);
   });
   return app;
 }
