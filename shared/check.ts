@@ -4,8 +4,7 @@
  * primary-GPT image, and hold everything against the spec.
  */
 import { createHash } from 'node:crypto';
-import { Writable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { finished } from 'node:stream/promises';
 import { openCosi, type CosiArchive } from './archive.js';
 import { CosiError, isCosiError, oneLine } from './errors.js';
 import { parseGpt, type Gpt } from './gpt.js';
@@ -31,31 +30,23 @@ export function entryFor(archive: CosiArchive, path: string): TarEntry | undefin
   return archive.index.entries.find((e) => e.name === path && e.type === 'file');
 }
 
-/** Decode a small image (the primary GPT) into memory, checking its hash. */
+/**
+ * Decode a small image (the primary GPT) into memory, checking its hash. One
+ * read and one decoder pass: indexing a thousand archives does this a thousand times.
+ */
 export async function readSmallImage(src: ByteSource, entry: TarEntry, image: ImageFile, maxWindowLog: number, limit = 16 << 20): Promise<Buffer> {
   if (image.uncompressedSize > limit) throw new CosiError('COSI_ERR_INVALID', `${image.path}: ${image.uncompressedSize} bytes is too large for a GPT region`);
-  const chunks: Buffer[] = [];
-  const hash = createHash('sha384');
-  await pipeline(
-    src.stream(entry.dataOffset, entry.size),
-    async function* (source: AsyncIterable<Buffer>) {
-      for await (const c of source) {
-        hash.update(c);
-        yield c;
-      }
-    },
-    createZstdDecoder({ maxWindowLog, expectedSize: image.uncompressedSize }),
-    new Writable({
-      write(c: Buffer, _e, cb) {
-        chunks.push(c);
-        cb();
-      },
-    }),
-  );
-  const got = hash.digest('hex');
+  const compressed = await src.read(entry.dataOffset, entry.size);
+  if (compressed.length < entry.size) throw new CosiError('COSI_ERR_TRUNCATED', `${src.name}: archive ends inside ${image.path}`);
+  const got = createHash('sha384').update(compressed).digest('hex');
   if (image.sha384 !== undefined && got !== image.sha384.toLowerCase()) {
     throw new CosiError('COSI_ERR_HASH_MISMATCH', `${image.path}: SHA-384 mismatch (expected ${image.sha384}, got ${got})`);
   }
+  const chunks: Buffer[] = [];
+  const decoder = createZstdDecoder({ maxWindowLog, expectedSize: image.uncompressedSize });
+  decoder.on('data', (c: Buffer) => chunks.push(c));
+  decoder.end(compressed);
+  await finished(decoder);
   return Buffer.concat(chunks);
 }
 
