@@ -8,17 +8,10 @@ import { Hono } from 'hono';
 import { html, raw } from 'hono/html';
 import type { AppDeps, AppEnv } from '../http/env.js';
 import { summarize, type ImageSummary, type PartitionSummary } from '../summary.js';
+import { formatBytes } from '../../shared/units.js';
 
-export function humanBytes(n: number | undefined): string {
-  if (n === undefined || !Number.isFinite(n)) return '–';
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n;
-  let u = 0;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return u === 0 ? `${v} B` : `${v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2)} ${units[u]}`;
+function humanBytes(n: number | undefined): string {
+  return n === undefined ? '–' : formatBytes(n, 'significant');
 }
 
 /** Shell-safe single quoting for the copyable commands. */
