@@ -37,7 +37,8 @@ options:
       --metadata-sha384 HEX  refuse the image unless metadata.json has this SHA-384
       --mirror URL           the same file elsewhere, used when the first fails (repeatable)
   -H, --header 'K: V'        extra request header (repeatable)
-  -j, --jobs N               images fetched at once (default 2)
+  -j, --jobs N               images fetched at once (default 2, as long as their zstd windows
+                             fit in one full window plus 64 MiB; an explicit N allows N windows)
       --progress MODE        auto (a bar when stderr is a terminal), bar, json, none
       --json                 print a JSON summary on stdout
       --timeout SEC          give up on a connection idle this long, or below 1 KiB/s for twice
@@ -51,6 +52,8 @@ interface Common {
   json: boolean;
   quiet: boolean;
   jobs: number;
+  /** --jobs as given: lifts the decoder memory budget (see CosiImage.decodeBudget). */
+  jobsGiven?: number;
   progress: Progress;
   open: OpenOptions;
   warnings: string[];
@@ -128,7 +131,7 @@ async function fetchPartitions(url: string, selectors: string[], output: string 
   try {
     const chosen = uniqueSelection(img.partitions, selectors);
     const outs = await outputPaths(chosen, img.partitions, output);
-    const results = await pool(chosen, c.jobs, (p, i) => writePartition(img, p, outs[i]!, { ...v, progress: c.progress, warn: c.warn }));
+    const results = await pool(chosen, c.jobs, (p, i) => writePartition(img, p, outs[i]!, { ...v, progress: c.progress, warn: c.warn }), img.decodeBudget(c.jobsGiven));
     c.progress.close();
     report(results, img.metadataSha384, summaryBase(url, img.stats(), started, c), c);
   } finally {
@@ -230,7 +233,7 @@ async function fetchDisk(url: string, output: string | undefined, v: { grow: boo
     throw err;
   }
   try {
-    const r = await writeDisk(img, output, { ...v, jobs: c.jobs, progress: c.progress, warn: c.warn });
+    const r = await writeDisk(img, output, { ...v, jobs: c.jobs, jobsGiven: c.jobsGiven, progress: c.progress, warn: c.warn });
     c.progress.close();
     for (const s of r.shrunk) {
       if (!s.grown) c.warn(`${s.label} (#${s.number}): the filesystem image (${s.imageSize} bytes) is smaller than its partition (${s.partitionSize} bytes); use --grow to fill it`);
@@ -349,7 +352,7 @@ async function verify(url: string, c: Common): Promise<void> {
   try {
     const img = await CosiImage.open(url, c.open);
     try {
-      const images = await img.verify({ jobs: c.jobs, progress: c.progress });
+      const images = await img.verify({ jobs: c.jobs, jobsGiven: c.jobsGiven, progress: c.progress });
       c.progress.close();
       if (c.json) print({ mode: 'verify', ok: true, ...summaryBase(url, img.stats(), started, c), metadataSha384: img.metadataSha384, images });
       else if (!c.quiet) process.stdout.write(`${url}: OK (${images.length} images, every SHA-384 and size checked)\n`);
@@ -422,6 +425,7 @@ async function main(): Promise<number> {
     json: values.json ?? false,
     quiet,
     jobs: intOption('jobs', values.jobs, 1, 64) ?? 2,
+    jobsGiven: intOption('jobs', values.jobs, 1, 64),
     progress: makeProgress(values.progress),
     open: {
       mirrors: values.mirror,

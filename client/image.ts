@@ -67,24 +67,64 @@ async function pinOnUnparsable(src: CachedSource, pin: string, err: unknown): Pr
   throw err;
 }
 
-/** Runs `fn` over `items` with at most `jobs` at once; the first failure stops new starts and is thrown. */
-export async function pool<T, R>(items: T[], jobs: number, fn: (item: T, i: number) => Promise<R>): Promise<R[]> {
+/** How much of a shared budget (bytes of decoder memory) each item takes. */
+export interface PoolBudget<T> {
+  weight: (item: T) => number;
+  /** Items start only while the running ones' weights fit; one item alone always runs. */
+  budget: number;
+}
+
+/**
+ * Runs `fn` over `items` with at most `jobs` at once and, given a budget, only
+ * as many as fit in it; a light item may start while a heavy one waits for
+ * room. The first failure stops new starts and is thrown.
+ */
+export async function pool<T, R>(items: T[], jobs: number, fn: (item: T, i: number) => Promise<R>, limit?: PoolBudget<T>): Promise<R[]> {
   const out: R[] = new Array(items.length);
-  let next = 0;
+  const started = new Array<boolean>(items.length).fill(false);
+  const weight = items.map((it) => limit?.weight(it) ?? 0);
+  const budget = limit?.budget ?? Infinity;
+  let used = 0;
+  let running = 0;
+  let left = items.length;
   let failed: unknown;
+  // Workers with nothing that fits wait here until some item ends.
+  let wakers: Array<() => void> = [];
   const worker = async (): Promise<void> => {
-    while (failed === undefined && next < items.length) {
-      const i = next++;
+    while (failed === undefined && left > 0) {
+      const i = started.findIndex((s, k) => !s && (running === 0 || used + weight[k]! <= budget));
+      if (i < 0) {
+        await new Promise<void>((r) => wakers.push(r));
+        continue;
+      }
+      started[i] = true;
+      left--;
+      running++;
+      used += weight[i]!;
       try {
         out[i] = await fn(items[i]!, i);
       } catch (err) {
         failed ??= err;
+      } finally {
+        running--;
+        used -= weight[i]!;
+        const ws = wakers;
+        wakers = [];
+        for (const w of ws) w();
       }
     }
   };
   await Promise.all(Array.from({ length: Math.max(1, Math.min(jobs, items.length)) }, worker));
   if (failed !== undefined) throw failed;
   return out;
+}
+
+/**
+ * A decode holds the frame's window: at most 2^maxWindowLog, and never more
+ * than the image itself (zstd sizes the window down to the content).
+ */
+export function decodeWindow(image: ImageFile, maxWindowLog: number): number {
+  return Math.min(2 ** maxWindowLog, image.uncompressedSize);
 }
 
 /** Where an image's compressed bytes go and what to report while they flow. */
@@ -200,7 +240,7 @@ export class CosiImage {
   }
 
   /** Every image's hash and size checked, nothing written. */
-  async verify(opts: { jobs?: number; progress?: Progress } = {}): Promise<Array<{ path: string; compressedSize: number; uncompressedSize: number; sha384?: string }>> {
+  async verify(opts: { jobs?: number; /** --jobs as given (lifts the memory budget) */ jobsGiven?: number; progress?: Progress } = {}): Promise<Array<{ path: string; compressedSize: number; uncompressedSize: number; sha384?: string }>> {
     const images = allImageFiles(this.metadata);
     return pool(images, opts.jobs ?? 2, async (image) => {
       opts.progress?.begin({ path: image.path, label: image.path, total: image.uncompressedSize, compressedTotal: image.compressedSize });
@@ -212,7 +252,21 @@ export class CosiImage {
         opts.progress?.end(image.path, ok);
       }
       return { path: image.path, compressedSize: image.compressedSize, uncompressedSize: image.uncompressedSize, sha384: image.sha384 };
-    });
+    }, this.decodeBudget(opts.jobsGiven));
+  }
+
+  /**
+   * Decoder memory for `pool`: by default the windows decoded at once stay
+   * within one full window (2^maxWindowLog) plus 64 MiB, so two 128 MiB
+   * windows do not add up while a small image still runs beside a large one.
+   * An explicit --jobs N lifts that to N full windows.
+   */
+  decodeBudget(jobs?: number): PoolBudget<ImageFile | PartitionInfo> {
+    const full = 2 ** this.maxWindowLog;
+    return {
+      weight: (x) => decodeWindow('image' in x ? x.image : x, this.maxWindowLog),
+      budget: jobs !== undefined ? jobs * full : full + (64 << 20),
+    };
   }
 
   async close(): Promise<void> {

@@ -35,6 +35,11 @@ export interface WriteOptions {
   grow?: boolean;
   /** Whole disk: images fetched at once. */
   jobs?: number;
+  /**
+   * Whole disk: --jobs as the user gave it. Unset, the zstd windows decoded at
+   * once stay within one full window plus 64 MiB (see CosiImage.decodeBudget).
+   */
+  jobsGiven?: number;
   /** Non-fatal notes for the user (one line each). */
   warn?: (line: string) => void;
 }
@@ -322,7 +327,7 @@ export async function writeDisk(img: CosiImage, outPath: string, opts: WriteOpti
       } finally {
         progress?.end(p.path, ok);
       }
-    });
+    }, img.decodeBudget(opts.jobsGiven));
 
     await writeAt(t, backup.entries, backup.entriesOffset);
     await writeAt(t, backup.header, backup.headerOffset);
