@@ -45,6 +45,9 @@ export class NodeFrameDecoder implements FrameDecoder {
       // 16 KiB default output chunks cost about 3x in throughput.
       chunkSize: BIG_CHUNK,
       params: { [zlib.constants.ZSTD_d_windowLogMax]: Math.min(31, Math.max(10, maxWindowLog)) },
+      // A 16 KiB input buffer makes every network-sized chunk wait for a drain round trip
+      // (1 GiB decoded: 1.31 s -> 1.10 s). Stream options are passed through, though not typed.
+      ...({ writableHighWaterMark: BIG_CHUNK } as object),
     });
     this.inner.on('data', (b: Buffer) => {
       if (this.failure) return;
