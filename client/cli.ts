@@ -11,7 +11,8 @@ import { intOption, parseCli, runMain } from '../shared/cli.js';
 import { allImageFiles, listPartitions, type CosiMetadata, type ImageFile, type PartitionInfo } from '../shared/metadata.js';
 import { selectPartition } from '../shared/select.js';
 import type { Gpt } from '../shared/gpt.js';
-import { checkPin, CosiImage, countingSink, pool, type OpenOptions, type TransferStats } from './image.js';
+import { assertPinned, checkPin, CosiImage, countingSink, pool, type OpenOptions, type TransferStats } from './image.js';
+import { formatBytes } from '../shared/units.js';
 import { abortTarget, commitTarget, isDirectory, openTarget, type Target } from './output.js';
 import { BarProgress, JsonProgress, NullProgress, type Progress } from './progress.js';
 import { RangeWriter } from './range-writer.js';
@@ -80,16 +81,7 @@ function makeProgress(mode: string | undefined): Progress {
   throw new CosiError('COSI_ERR_USAGE', `--progress must be auto, bar, json or none, got ${JSON.stringify(m)}`);
 }
 
-function human(n: number): string {
-  const u = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let i = 0;
-  let v = n;
-  while (v >= 1024 && i < u.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${v.toFixed(i === 0 ? 0 : 1)} ${u[i]}`;
-}
+const human = (n: number): string => formatBytes(n);
 
 function summaryBase(url: string, stats: TransferStats, started: number, c: Common) {
   return { url, requests: stats.requests, bytesTransferred: stats.bytes, seconds: (Date.now() - started) / 1000, warnings: c.warnings };
@@ -174,7 +166,7 @@ async function sequentialFetch(
   try {
     await sequentialPass(src, {
       onMetadata: async (meta, sha) => {
-        if (pin && sha !== pin) throw new CosiError('COSI_ERR_HASH_MISMATCH', `${src.name}: metadata.json SHA-384 is ${sha}, but ${pin} was pinned: refusing this image`);
+        assertPinned(src.name, pin, sha);
         metaSha = sha;
         all = listPartitions(meta);
         chosen = uniqueSelection(all, selectors);
@@ -305,7 +297,7 @@ async function inspect(url: string, c: Common): Promise<void> {
     try {
       await sequentialPass(src, {
         onMetadata: (m, s) => {
-          if (pin && s !== pin) throw new CosiError('COSI_ERR_HASH_MISMATCH', `${src.name}: metadata.json SHA-384 is ${s}, but ${pin} was pinned`);
+          assertPinned(src.name, pin, s);
           meta = m;
           sha = s;
         },
@@ -370,7 +362,7 @@ async function verify(url: string, c: Common): Promise<void> {
     try {
       const { metadata } = await sequentialPass(src, {
         onMetadata: (_m, s) => {
-          if (pin && s !== pin) throw new CosiError('COSI_ERR_HASH_MISMATCH', `${src.name}: metadata.json SHA-384 is ${s}, but ${pin} was pinned`);
+          assertPinned(src.name, pin, s);
           sha = s;
         },
         sinkFor: (image) => {

@@ -47,6 +47,11 @@ export function checkPin(pin: string | undefined): string | undefined {
   return pin.toLowerCase();
 }
 
+/** Refuse metadata whose SHA-384 is not the pinned one (no pin: anything goes). */
+export function assertPinned(name: string, pin: string | undefined, got: string): void {
+  if (pin !== undefined && got !== pin) throw pinMismatch(name, pin, got);
+}
+
 function pinMismatch(name: string, want: string, got: string): CosiError {
   return new CosiError('COSI_ERR_HASH_MISMATCH', `${name}: metadata.json SHA-384 is ${got}, but ${want} was pinned: refusing this image`, {
     details: { expected: want, actual: got },

@@ -4,6 +4,7 @@
  * Updates are throttled so a fast local fetch does not spend its time printing.
  */
 import type { Writable } from 'node:stream';
+import { formatBytes } from '../shared/units.js';
 
 export interface ProgressItem {
   /** The image path in the archive: the key for every update. */
@@ -110,16 +111,7 @@ export class JsonProgress extends Tracking {
   }
 }
 
-function human(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let i = 0;
-  let v = n;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${v.toFixed(i === 0 ? 0 : 1)} ${units[i]}`;
-}
+const human = (n: number): string => formatBytes(n);
 
 function clock(secs: number | null): string {
   if (secs === null || !Number.isFinite(secs)) return '--:--';
