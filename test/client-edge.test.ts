@@ -14,7 +14,7 @@ import { closeSharedAgents } from '../shared/http-source.js';
 import { pythonTarOffsets } from './fixtures.js';
 import { startFaultProxy } from './fault-proxy.js';
 import { startNginx, type RunningServer } from './nginx.js';
-import { errorLine, layoutOf, listDir, packThreeBig, runFetch, runFetchOnTty, sameBytes, scrapeMetric, startCatalogServer } from './client-helpers.js';
+import { errorLine, layoutOf, listDir, packThreeBig, runFetch, runFetchOnTty, sameBytes, scrapeMetric, startCatalogServer, freshDirs } from './client-helpers.js';
 
 const work = await mkdtemp(join(tmpdir(), 'cosi-fetch-edge-'));
 let srv: Awaited<ReturnType<typeof startCatalogServer>>;
@@ -22,12 +22,7 @@ let nginx: RunningServer & { accessLog(): Promise<string> };
 // Three ext4 partitions of 4 MiB, each about 1.4 MiB compressed: big enough for
 // mid-stream faults, small enough to decode quickly with fzstd on Node 20.
 let three: { cosi: string; disk: string };
-let n = 0;
-const fresh = async (): Promise<string> => {
-  const d = join(work, `t${n++}`);
-  await mkdir(d);
-  return d;
-};
+const fresh = freshDirs(work);
 
 before(async () => {
   await mkdir(join(work, 'build'));

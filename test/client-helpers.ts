@@ -199,3 +199,13 @@ export async function runFetchOnTty(args: string[], timeoutMs = 30_000): Promise
     });
   });
 }
+
+/** A new empty directory under `work` for each call: every test writes where no other test does. */
+export function freshDirs(work: string): () => Promise<string> {
+  let n = 0;
+  return async () => {
+    const d = join(work, `t${n++}`);
+    await mkdir(d);
+    return d;
+  };
+}

@@ -17,7 +17,7 @@ import { closeSharedAgents } from '../shared/http-source.js';
 import { packedDisk, SMALL, type DiskRecipe, type PackedFixture } from './fixtures.js';
 import { startNginx, startPlainHttpServer, type RunningServer } from './nginx.js';
 import { startFaultProxy } from './fault-proxy.js';
-import { errorLine, listDir, runFetch, sameBytes } from './client-helpers.js';
+import { errorLine, listDir, runFetch, sameBytes, freshDirs } from './client-helpers.js';
 
 /** Real binaries in the root filesystem, so its image is far larger than the 64 KiB first read. */
 const FILLED: DiskRecipe = { name: 'clientfill', rootFillMiB: 3 };
@@ -27,12 +27,7 @@ const root = join(work, 'www');
 let nginx: RunningServer & { accessLog(): Promise<string> };
 let fx: PackedFixture;
 let small: PackedFixture;
-let n = 0;
-const fresh = async (): Promise<string> => {
-  const d = join(work, `t${n++}`);
-  await mkdir(d);
-  return d;
-};
+const fresh = freshDirs(work);
 
 before(async () => {
   await mkdir(root);

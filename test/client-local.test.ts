@@ -13,16 +13,11 @@ import { pipeline } from 'node:stream/promises';
 import { open } from '../client/index.js';
 import { hasNodeZstd } from '../shared/zstd.js';
 import { extract, foreignArchive, packedDisk, sh, SHRINKABLE, SMALL, SMALL_4K, SPARSE_BIG, type DiskRecipe, type ForeignFormat } from './fixtures.js';
-import { checkDisk, errorLine, listDir, pyTar, runFetch, sameBytes } from './client-helpers.js';
+import { checkDisk, errorLine, listDir, pyTar, runFetch, sameBytes, freshDirs } from './client-helpers.js';
 
 const work = await mkdtemp(join(tmpdir(), 'cosi-fetch-local-'));
 after(() => rm(work, { recursive: true, force: true }));
-let n = 0;
-const fresh = async (): Promise<string> => {
-  const d = join(work, `t${n++}`);
-  await mkdir(d);
-  return d;
-};
+const fresh = freshDirs(work);
 
 /** Each partition's GPT placement, via the library (checked against sgdisk elsewhere). */
 async function layout(cosi: string) {

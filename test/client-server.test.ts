@@ -18,7 +18,7 @@ import { closeSharedAgents } from '../shared/http-source.js';
 import { packedDisk, SMALL, type DiskRecipe, type PackedFixture } from './fixtures.js';
 import { startFaultProxy } from './fault-proxy.js';
 import { http, json, run } from './server-helpers.js';
-import { checkDisk, errorLine, layoutOf, listDir, runFetch, sameBytes, scrapeMetric, startCatalogServer } from './client-helpers.js';
+import { checkDisk, errorLine, layoutOf, listDir, runFetch, sameBytes, scrapeMetric, startCatalogServer, freshDirs } from './client-helpers.js';
 
 /** The same recipe as client-http's: its root image is far larger than the 64 KiB first read. */
 const FILLED: DiskRecipe = { name: 'clientfill', rootFillMiB: 3 };
@@ -27,12 +27,7 @@ const work = await mkdtemp(join(tmpdir(), 'cosi-fetch-server-'));
 let srv: Awaited<ReturnType<typeof startCatalogServer>>;
 let fx: PackedFixture;
 let small: PackedFixture;
-let n = 0;
-const fresh = async (): Promise<string> => {
-  const d = join(work, `t${n++}`);
-  await mkdir(d);
-  return d;
-};
+const fresh = freshDirs(work);
 
 before(async () => {
   [fx, small] = await Promise.all([packedDisk(FILLED), packedDisk(SMALL)]);

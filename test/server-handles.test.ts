@@ -7,19 +7,17 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFile, open, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
+import { copyFile, open, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { mkdtemp } from 'node:fs/promises';
-import { packedDisk, SMALL, SMALL_4K } from './fixtures.js';
-import { http, json, tempCatalog } from './server-helpers.js';
+import { http, json, tempCatalog, standardArchives } from './server-helpers.js';
 import { HandleCache } from '../server/handle-cache.js';
 import { FD_CHUNK } from '../server/http/fd-body.js';
 import { identityOf } from '../server/indexer.js';
 import { startServer } from '../server/server.js';
 
-const BIG = { name: 'serverbig', rootMiB: 64, rootFillMiB: 24 };
 
 let smallPath: string;
 let small4kPath: string;
@@ -29,8 +27,7 @@ let small4k: Buffer;
 let big: Buffer;
 
 before(async () => {
-  [smallPath, small4kPath, bigPath] = (await Promise.all([packedDisk(SMALL), packedDisk(SMALL_4K), packedDisk(BIG)])).map((f) => f.cosi);
-  [small, small4k, big] = await Promise.all([readFile(smallPath), readFile(small4kPath), readFile(bigPath)]);
+  ({ smallPath, small4kPath, bigPath, small, small4k, big } = await standardArchives());
 });
 
 describe('HandleCache', () => {

@@ -4,10 +4,11 @@
  * byteranges parser, and a temp catalog built from the real fixtures.
  */
 import { execFile } from 'node:child_process';
-import { copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { request, type IncomingHttpHeaders } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { packedDisk, SMALL, SMALL_4K } from './fixtures.js';
 
 export interface Reply {
   status: number;
@@ -92,4 +93,14 @@ export async function tempCatalog(files: Record<string, string>): Promise<{ dir:
     await copyFile(src, join(dir, rel));
   }
   return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
+}
+
+/** A root of real files, big enough that a transfer can be caught in the middle. */
+export const SERVER_BIG = { name: 'serverbig', rootMiB: 64, rootFillMiB: 24 };
+
+/** The archives most server tests serve: 512-byte and 4 KiB-sector disks, and a big one. */
+export async function standardArchives() {
+  const [s, s4, b] = await Promise.all([packedDisk(SMALL), packedDisk(SMALL_4K), packedDisk(SERVER_BIG)]);
+  const [small, small4k, big] = await Promise.all([readFile(s.cosi), readFile(s4.cosi), readFile(b.cosi)]);
+  return { smallPath: s.cosi, small4kPath: s4.cosi, bigPath: b.cosi, small, small4k, big };
 }

@@ -11,12 +11,11 @@ import { copyFile, open, readFile, rename, rm, writeFile } from 'node:fs/promise
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { packedDisk, pythonTarOffsets, REPO, SMALL, SMALL_4K } from './fixtures.js';
-import { http, json, run, tempCatalog } from './server-helpers.js';
+import { pythonTarOffsets, REPO } from './fixtures.js';
+import { http, json, run, tempCatalog, standardArchives } from './server-helpers.js';
 import { startServer } from '../server/server.js';
 
 const sha384 = (b: Buffer) => createHash('sha384').update(b).digest('hex');
-const BIG = { name: 'serverbig', rootMiB: 64, rootFillMiB: 24 };
 const CLI = join(REPO, 'dist', 'server', 'cli.js');
 
 let smallPath: string;
@@ -27,8 +26,7 @@ let small4k: Buffer;
 let big: Buffer;
 
 before(async () => {
-  [smallPath, small4kPath, bigPath] = (await Promise.all([packedDisk(SMALL), packedDisk(SMALL_4K), packedDisk(BIG)])).map((f) => f.cosi);
-  [small, small4k, big] = await Promise.all([readFile(smallPath), readFile(small4kPath), readFile(bigPath)]);
+  ({ smallPath, small4kPath, bigPath, small, small4k, big } = await standardArchives());
 });
 
 /** Start a GET and hand back the response paused after its first chunk. */
