@@ -65,6 +65,23 @@ export interface PartitionResult {
   seconds: number;
 }
 
+/** What a result says about the partition itself, the same in partition and disk mode. */
+function describe(p: PartitionInfo, output: string, outputKind: 'file' | 'device', offset: number, partitionSize: number | undefined) {
+  return {
+    path: p.path,
+    label: labelOf(p),
+    number: p.number,
+    mountPoint: p.mountPoint,
+    output,
+    outputKind,
+    offset,
+    compressedSize: p.image.compressedSize,
+    uncompressedSize: p.image.uncompressedSize,
+    partitionSize,
+    sha384: p.image.sha384,
+  };
+}
+
 export interface DiskResult {
   output: string;
   outputKind: 'file' | 'device';
@@ -199,17 +216,7 @@ export async function writePartition(img: CosiImage, p: PartitionInfo, outPath: 
     }
     ok = true;
     return {
-      path: p.path,
-      label: labelOf(p),
-      number: p.number,
-      mountPoint: p.mountPoint,
-      output: outPath,
-      outputKind: t.kind,
-      offset: 0,
-      compressedSize: p.image.compressedSize,
-      uncompressedSize: p.image.uncompressedSize,
-      partitionSize: p.gptPartition?.size,
-      sha384: p.image.sha384,
+      ...describe(p, outPath, t.kind, 0, p.gptPartition?.size),
       shrunk,
       grown,
       holeBytes: w.holes,
@@ -306,17 +313,7 @@ export async function writeDisk(img: CosiImage, outPath: string, opts: WriteOpti
         }
         ok = true;
         const result: PartitionResult = {
-          path: p.path,
-          label: labelOf(p),
-          number: p.number,
-          mountPoint: p.mountPoint,
-          output: outPath,
-          outputKind: t.kind,
-          offset: gp.offset,
-          compressedSize: p.image.compressedSize,
-          uncompressedSize: p.image.uncompressedSize,
-          partitionSize: gp.size,
-          sha384: p.image.sha384,
+          ...describe(p, outPath, t.kind, gp.offset, gp.size),
           shrunk: p.shrunk === true,
           grown: growHere,
           holeBytes: holes,
