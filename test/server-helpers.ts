@@ -4,7 +4,7 @@
  * byteranges parser, and a temp catalog built from the real fixtures.
  */
 import { execFile } from 'node:child_process';
-import { copyFile, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, open, readFile, rm } from 'node:fs/promises';
 import { request, type IncomingHttpHeaders } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -103,4 +103,16 @@ export async function standardArchives() {
   const [s, s4, b] = await Promise.all([packedDisk(SMALL), packedDisk(SMALL_4K), packedDisk(SERVER_BIG)]);
   const [small, small4k, big] = await Promise.all([readFile(s.cosi), readFile(s4.cosi), readFile(b.cosi)]);
   return { smallPath: s.cosi, small4kPath: s4.cosi, bigPath: b.cosi, small, small4k, big };
+}
+
+/** Bytes of a local file, for comparing with what came over HTTP. */
+export async function fileRange(path: string, start: number, length: number): Promise<Buffer> {
+  const fh = await open(path, 'r');
+  try {
+    const buf = Buffer.alloc(length);
+    await fh.read(buf, 0, length, start);
+    return buf;
+  } finally {
+    await fh.close();
+  }
 }

@@ -8,12 +8,11 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { open } from 'node:fs/promises';
 import { parseGpt } from '../shared/gpt.js';
 import { parseConfig } from '../server/config.js';
 import { startServer, type RunningServer } from '../server/server.js';
 import { packedDisk, SMALL, SMALL_4K, type PackedFixture } from './fixtures.js';
-import { http, json, tempCatalog } from './server-helpers.js';
+import { http, json, tempCatalog, fileRange } from './server-helpers.js';
 
 let srv: RunningServer;
 let bare: RunningServer;
@@ -21,17 +20,6 @@ let fronted: RunningServer;
 let cleanup: () => Promise<void>;
 let small: PackedFixture;
 let small4k: PackedFixture;
-
-async function fileRange(path: string, start: number, length: number): Promise<Buffer> {
-  const fh = await open(path, 'r');
-  try {
-    const buf = Buffer.alloc(length);
-    await fh.read(buf, 0, length, start);
-    return buf;
-  } finally {
-    await fh.close();
-  }
-}
 
 before(async () => {
   small = await packedDisk(SMALL);

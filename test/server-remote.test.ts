@@ -9,7 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { copyFile, mkdir, mkdtemp, open, readFile, rename, rm, utimes, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, rename, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -20,7 +20,7 @@ import { parseRemoteList } from '../server/remote-spec.js';
 import { startServer, type RunningServer } from '../server/server.js';
 import { packedDisk, pythonTarOffsets, REPO, SMALL, SMALL_4K, type DiskRecipe, type PackedFixture } from './fixtures.js';
 import { startNginx } from './nginx.js';
-import { http, json, parseMultipart, run } from './server-helpers.js';
+import { http, json, parseMultipart, run, fileRange } from './server-helpers.js';
 
 const SERVER_CLI = join(REPO, 'dist', 'server', 'cli.js');
 const FETCH_CLI = join(REPO, 'dist', 'client', 'cli.js');
@@ -38,17 +38,6 @@ let filled: PackedFixture;
 let smallBytes: Buffer;
 let small4kBytes: Buffer;
 let logLines: Array<Record<string, unknown>>;
-
-async function fileRange(path: string, start: number, length: number): Promise<Buffer> {
-  const fh = await open(path, 'r');
-  try {
-    const buf = Buffer.alloc(length);
-    await fh.read(buf, 0, length, start);
-    return buf;
-  } finally {
-    await fh.close();
-  }
-}
 
 /** The decompressed bytes of partition `n` as they sit on the fixture's source disk. */
 async function diskPartition(fx: PackedFixture, n: number, lbaSize: 512 | 4096, length: number): Promise<Buffer> {
