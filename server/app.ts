@@ -6,6 +6,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Hono } from 'hono';
 import type { AppDeps, AppEnv, RequestStats } from './http/env.js';
 import { describeError, errorBody } from './http/errors.js';
+import type { Metrics } from './metrics.js';
 import { blobRoutes } from './routes/blobs.js';
 import { imageRoutes } from './routes/images.js';
 import { opsRoutes } from './routes/ops.js';
@@ -14,6 +15,18 @@ import { rawRoutes } from './routes/raw.js';
 
 /** The server is read-only: everything else is 405 everywhere. */
 const ALLOWED = new Set(['GET', 'HEAD']);
+
+/** cosi_http_requests_total samples by route and status, looked up without building label keys. */
+const requestCounters = new WeakMap<Metrics, Map<string, { value: number }>>();
+
+function requestCounter(metrics: Metrics, route: string, status: number): { value: number } {
+  let byKey = requestCounters.get(metrics);
+  if (!byKey) requestCounters.set(metrics, (byKey = new Map()));
+  const key = `${status} ${route}`;
+  let s = byKey.get(key);
+  if (!s) byKey.set(key, (s = metrics.series('cosi_http_requests_total', { route, status: String(status) })));
+  return s;
+}
 
 /**
  * The request's bookkeeping: counted and logged once the response closes, so
@@ -25,7 +38,7 @@ export function trackRequest(deps: AppDeps, incoming: IncomingMessage, outgoing:
   const t0 = deps.log ? performance.now() : 0;
   const done = (): void => {
     const status = outgoing.statusCode;
-    deps.metrics.inc('cosi_http_requests_total', { route: stats.route, status: String(status) });
+    requestCounter(deps.metrics, stats.route, status).value++;
     deps.log?.({
       time: new Date().toISOString(),
       method: incoming.method,

@@ -8,7 +8,7 @@
  * record. So a file replaced by an atomic rename is reindexed before a single
  * byte of it is served, and old offsets never meet new bytes.
  */
-import { lstatSync, watch, type FSWatcher } from 'node:fs';
+import { lstatSync, watch, type FSWatcher, type Stats } from 'node:fs';
 import { lstat, open, readdir, realpath, stat, type FileHandle } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -393,6 +393,62 @@ export class Catalog {
     return this.openKnown(k);
   }
 
+  /**
+   * The lstat of `path`, shared by the requests of one event-loop turn: under load dozens of
+   * requests for the same archive arrive in one poll phase, and they may as well be one instant.
+   * Each still sees the file as it was during its own turn, so a replacement is noticed from the
+   * next turn on; errors are not kept.
+   */
+  private lstatThisTurn(path: string): Stats {
+    let st = this.turnStats.get(path);
+    if (st === undefined) {
+      st = lstatSync(path);
+      if (this.turnStats.size === 0) setImmediate(this.endTurn);
+      this.turnStats.set(path, st);
+    }
+    return st;
+  }
+  private readonly turnStats = new Map<string, Stats>();
+  private readonly endTurn = (): void => this.turnStats.clear();
+
+  /**
+   * The hit path of open() without a promise: a local archive whose handle and record are
+   * cached and still current (the same lstat identity check as open()). Undefined whenever
+   * anything would need real work (first open, a changed file, reindexing, remote): then open().
+   */
+  openCached(id: string): { record: IndexRecord; fd: number; release(): void } | undefined {
+    const k = this.known.get(id);
+    if (!k || k.refused) return undefined;
+    let st: Stats;
+    try {
+      st = this.lstatThisTurn(k.path);
+    } catch {
+      return undefined;
+    }
+    if (!st.isFile()) return undefined;
+    const identity = identityOf(st);
+    if (!sameIdentity(k.identity, identity)) return undefined;
+    const h = this.handles.acquire(k.path, identity);
+    if (!h) return undefined;
+    const record = this.records.get(identityKey(identity));
+    if (!record || record.id !== k.id) {
+      this.handles.release(h);
+      return undefined;
+    }
+    this.openFiles++;
+    let released = false;
+    return {
+      record,
+      fd: h.fd,
+      release: () => {
+        if (released) return;
+        released = true;
+        this.openFiles--;
+        this.handles.release(h);
+      },
+    };
+  }
+
   private async openKnown(k: Known, cache = true): Promise<OpenArchive> {
     this.openFiles++;
     let h: Handle | undefined;
@@ -401,7 +457,7 @@ export class Catalog {
       // very file (dev, ino, size, mtime) it was opened on. A symlink put in its place has
       // another identity, so it misses and takes the full path below.
       // Synchronous: a metadata lookup in the dentry cache costs less than the thread-pool hop.
-      const st = lstatSync(k.path);
+      const st = this.lstatThisTurn(k.path);
       if (st.isFile()) h = this.handles.acquire(k.path, identityOf(st));
       else this.handles.forget(k.path); // no longer a plain file: whatever was cached is stale
       h ??= await this.openFresh(k, cache);

@@ -69,6 +69,19 @@ export class Metrics {
     else f.values.set(key, { labels, value: by });
   }
 
+  /**
+   * The live sample for `labels`, created at 0 if new: hot paths keep it and add to
+   * `.value` directly, skipping the label key built per inc().
+   */
+  series(name: string, labels: Labels = {}): { value: number } {
+    const f = this.families.get(name);
+    if (!f) throw new Error(`unknown metric ${name}`);
+    const key = labelKey(labels);
+    let cur = f.values.get(key);
+    if (!cur) f.values.set(key, (cur = { labels, value: 0 }));
+    return cur;
+  }
+
   /** Current value, for tests and the health endpoint. */
   value(name: string, labels: Labels = {}): number {
     return this.families.get(name)?.values.get(labelKey(labels))?.value ?? 0;

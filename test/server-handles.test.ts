@@ -181,6 +181,27 @@ describe('serving through cached handles (no watcher, no rescan)', () => {
     }
   });
 
+  test('the small-range fast path: a plain Range right after an atomic replace gets the new bytes and ETag', async () => {
+    const cat = await tempCatalog({ 'img.cosi': smallPath });
+    const srv = await startServer({ root: cat.dir, ...quiet });
+    const file = join(cat.dir, 'img.cosi');
+    try {
+      const first = await http(srv.url, '/cosi/img.cosi', { headers: { Range: 'bytes=512-4607' } });
+      assert.equal(first.status, 206);
+      assert.deepEqual(first.body, small.subarray(512, 4608));
+      await copyFile(small4kPath, join(cat.dir, '.next'));
+      await rename(join(cat.dir, '.next'), file);
+      const after = await http(srv.url, '/cosi/img.cosi', { headers: { Range: 'bytes=512-4607' } });
+      assert.equal(after.status, 206);
+      assert.notEqual(after.headers.etag, first.headers.etag);
+      assert.deepEqual(after.body, small4k.subarray(512, 4608));
+      assert.equal(after.headers['content-range'], `bytes 512-4607/${small4k.length}`);
+    } finally {
+      await srv.close(1000);
+      await cat.cleanup();
+    }
+  });
+
   test('a rescan closes the handles of files it no longer sees', async () => {
     const cat = await tempCatalog({ 'a.cosi': smallPath, 'b.cosi': small4kPath });
     const srv = await startServer({ root: cat.dir, ...quiet });

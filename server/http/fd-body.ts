@@ -24,7 +24,8 @@ export const FD_CHUNK = 1 << 20;
  */
 export const SYNC_READ_MAX = 64 * 1024;
 
-function readExactSync(fd: number, buf: Buffer, length: number, position: number): void {
+/** Exactly `length` bytes at `position` into `buf`, synchronously (small ranges only). */
+export function readExactSync(fd: number, buf: Buffer, length: number, position: number): void {
   let got = 0;
   while (got < length) {
     const n = readSync(fd, buf, got, length - got, position + got);
