@@ -95,7 +95,7 @@ test('--disk with 4 KiB sectors', async () => {
   assert.match(listing, /Disklabel type: gpt/);
 });
 
-// 1 GiB of zeros decodes in about a second with node:zlib zstd, but takes ~30 s with fzstd (Node 20).
+// 1 GiB of zeros decodes in about a second with node:zlib zstd, several times longer with fzstd (Node 20).
 const SPARSE: DiskRecipe = hasNodeZstd() ? SPARSE_BIG : { name: 'clientsparse', zeroMiB: 96 };
 
 test('--disk of a mostly-zero disk allocates far less than its size', async () => {
