@@ -93,18 +93,24 @@ export class RangeWriter extends Writable {
     this.opts.onBytes?.(chunk.length);
   }
 
-  private async writeAll(buf: Buffer, pos: number): Promise<void> {
-    let off = 0;
-    while (off < buf.length) {
-      let n: number;
-      try {
-        ({ bytesWritten: n } = await this.fh.write(buf, off, buf.length - off, pos + off));
-      } catch (err) {
-        const e = err as NodeJS.ErrnoException;
-        throw new CosiError('COSI_ERR_IO', `${this.opts.label}: write failed at byte ${pos + off}: ${e.code ?? e.message}`, { cause: err });
-      }
-      if (n === 0) throw new CosiError('COSI_ERR_IO', `${this.opts.label}: device accepted no bytes at ${pos + off} (full?)`);
-      off += n;
+  private writeAll(buf: Buffer, pos: number): Promise<void> {
+    return writeFully(this.fh, buf, pos, this.opts.label);
+  }
+
+}
+
+/** Write all of `buf` at `pos`: short writes continue, and a write that takes nothing is a full device. */
+export async function writeFully(fh: FileHandle, buf: Buffer, pos: number, label: string): Promise<void> {
+  let off = 0;
+  while (off < buf.length) {
+    let n: number;
+    try {
+      ({ bytesWritten: n } = await fh.write(buf, off, buf.length - off, pos + off));
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      throw new CosiError('COSI_ERR_IO', `${label}: write failed at byte ${pos + off}: ${e.code ?? e.message}`, { cause: err });
     }
+    if (n === 0) throw new CosiError('COSI_ERR_IO', `${label}: device accepted no bytes at ${pos + off} (full?)`);
+    off += n;
   }
 }

@@ -21,7 +21,7 @@ import { growExt, isExt } from './grow.js';
 import { pool, type CosiImage } from './image.js';
 import { abortTarget, commitTarget, openTarget, rereadPartitions, syncTarget, type Target } from './output.js';
 import type { Progress } from './progress.js';
-import { RangeWriter } from './range-writer.js';
+import { RangeWriter, writeFully } from './range-writer.js';
 
 const run = promisify(execFile);
 const VERIFY_DIGEST = 'sha256';
@@ -359,15 +359,6 @@ export async function writeDisk(img: CosiImage, outPath: string, opts: WriteOpti
   }
 }
 
-async function writeAt(t: Target, buf: Buffer, pos: number): Promise<void> {
-  let off = 0;
-  while (off < buf.length) {
-    let n: number;
-    try {
-      ({ bytesWritten: n } = await t.fh.write(buf, off, buf.length - off, pos + off));
-    } catch (err) {
-      throw new CosiError('COSI_ERR_IO', `${t.path}: write failed at byte ${pos + off}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, { cause: err });
-    }
-    off += n;
-  }
+function writeAt(t: Target, buf: Buffer, pos: number): Promise<void> {
+  return writeFully(t.fh, buf, pos, t.path);
 }
