@@ -1,23 +1,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, existsSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { REFERENCE } from './fixtures.js';
 import { selectPartition, describeChoices } from '../shared/select.js';
 import { listPartitions, primaryGptRegion, allImageFiles, parseMetadata, type CosiMetadata, type PartitionInfo } from '../shared/metadata.js';
 import { CosiError } from '../shared/errors.js';
 import type { Gpt, GptPartition } from '../shared/gpt.js';
 
-function repoRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'package.json'))) {
-    const up = dirname(dir);
-    if (up === dir) throw new Error('package.json not found above the test file');
-    dir = up;
-  }
-  return dir;
-}
-const SAMPLES = resolve(repoRoot(), '..', 'shared', 'reference', 'metadata-samples', 'valid');
+const SAMPLES = join(REFERENCE, 'metadata-samples', 'valid');
 const load = (name: string): CosiMetadata => parseMetadata(readFileSync(join(SAMPLES, name)));
 const GRUB = load('grub-simple.json');
 const VERITY = load('verity-uki-systemd-boot.json');

@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, existsSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { REFERENCE } from './fixtures.js';
 import fc from 'fast-check';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import { validateCosi, formatIssues, type ValidationResult } from '../shared/validate.js';
@@ -11,18 +11,7 @@ import { CosiError } from '../shared/errors.js';
 import type { TarEntry } from '../shared/tar.js';
 import type { Gpt, GptPartition } from '../shared/gpt.js';
 
-// The reference material lives next to the repository (/work/main/../shared); find the repo root
-// from this file so the test works from test/ and from dist/test/ alike.
-function repoRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'package.json'))) {
-    const up = dirname(dir);
-    if (up === dir) throw new Error('package.json not found above the test file');
-    dir = up;
-  }
-  return dir;
-}
-const REF = resolve(repoRoot(), '..', 'shared', 'reference');
+const REF = REFERENCE;
 const readJson = (p: string): unknown => JSON.parse(readFileSync(join(REF, p), 'utf8'));
 const GRUB = readJson('metadata-samples/valid/grub-simple.json');
 const VERITY = readJson('metadata-samples/valid/verity-uki-systemd-boot.json');
