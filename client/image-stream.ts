@@ -108,15 +108,24 @@ export interface ImageStreamOptions {
   relocate?: () => Promise<Located>;
 }
 
-/** A verified decompressed stream plus what is needed to explain its failure. */
-export interface ImageStream {
-  readable: Readable;
+/** The compressed bytes of one image, plus what is needed to explain a failure. */
+export interface CompressedStream {
+  /** The bytes as they come from the source; pipe them through `tap`. */
+  raw: Readable;
+  /** Passes exactly the image's stored bytes and errors instead of ending when they do not match its SHA-384. */
   tap: HashTap;
   /** Where the data was taken from (after any relocation). */
   location: Located;
 }
 
-export async function openImageStream(src: ByteSource, image: ImageFile, where: Located, opts: ImageStreamOptions): Promise<ImageStream> {
+/** A verified decompressed stream plus what is needed to explain its failure. */
+export interface ImageStream {
+  readable: Readable;
+  tap: HashTap;
+  location: Located;
+}
+
+export async function openCompressed(src: ByteSource, image: ImageFile, where: Located, opts: ImageStreamOptions): Promise<CompressedStream> {
   let loc = where;
   let raw: Readable;
   if (!loc.checked) {
@@ -135,11 +144,15 @@ export async function openImageStream(src: ByteSource, image: ImageFile, where: 
   } else {
     raw = src.stream(loc.dataOffset, loc.size);
   }
-  const tap = new HashTap(image, loc.size, opts.onCompressed);
+  return { raw, tap: new HashTap(image, loc.size, opts.onCompressed), location: loc };
+}
+
+export async function openImageStream(src: ByteSource, image: ImageFile, where: Located, opts: ImageStreamOptions): Promise<ImageStream> {
+  const c = await openCompressed(src, image, where, opts);
   const decoder = createZstdDecoder({ maxWindowLog: opts.maxWindowLog, expectedSize: image.uncompressedSize });
   // The callback form: the returned decoder carries the error to whoever consumes it.
-  const readable = pipeline(raw, tap, decoder, () => undefined) as Readable;
-  return { readable, tap, location: loc };
+  const readable = pipeline(c.raw, c.tap, decoder, () => undefined) as Readable;
+  return { readable, tap: c.tap, location: c.location };
 }
 
 /**
@@ -148,7 +161,7 @@ export async function openImageStream(src: ByteSource, image: ImageFile, where: 
  * more request) to say which: integrity (wrong bytes) or format (the writer
  * stored a bad stream with a matching hash).
  */
-export async function explainFailure(src: ByteSource, image: ImageFile, s: ImageStream, err: unknown): Promise<unknown> {
+export async function explainFailure(src: ByteSource, image: ImageFile, s: Pick<CompressedStream, 'tap' | 'location'>, err: unknown): Promise<unknown> {
   if (!isCosiError(err) || (err.code !== 'COSI_ERR_ZSTD' && err.code !== 'COSI_ERR_SIZE_MISMATCH')) return err;
   if (image.sha384 === undefined) return err;
   const { tap, location } = s;

@@ -18,9 +18,10 @@ import { allImageFiles, listPartitions, primaryGptRegion, type CosiMetadata, typ
 import { selectPartition } from '../shared/select.js';
 import type { ByteSource } from '../shared/source.js';
 import { readTarIndex } from '../shared/tar.js';
+import { canDecodeInWorker, createZstdSink, zstdBackend } from '../shared/zstd.js';
 import { CachedSource } from './cached-source.js';
-import { explainFailure, openImageStream, type ImageStream } from './image-stream.js';
-import { Locator } from './locate.js';
+import { explainFailure, openCompressed, openImageStream, type ImageStream, type ImageStreamOptions } from './image-stream.js';
+import { Locator, type Located } from './locate.js';
 import type { Progress } from './progress.js';
 
 export interface OpenOptions extends HttpSourceOptions {
@@ -216,31 +217,54 @@ export class CosiImage {
     return { requests: s.reads + s.streams, bytes: s.bytes };
   }
 
-  /**
-   * The decompressed bytes of one image. The stream errors instead of ending
-   * when the bytes do not match the metadata's SHA-384 or size.
-   */
-  async stream(image: ImageFile, opts: PumpOptions = {}): Promise<ImageStream> {
+  /** Where an image's bytes are, checked against the archive's size, and how to stream them. */
+  private async where(image: ImageFile, opts: PumpOptions): Promise<[Located, ImageStreamOptions]> {
     const at = await this.locator.locate(image.path, image.compressedSize);
     const total = this.archive.size;
     if (at.dataOffset + at.size > total) {
       throw new CosiError('COSI_ERR_TRUNCATED', `${this.name} is truncated: ${image.path} needs bytes up to ${at.dataOffset + at.size}, the file has ${total}`);
     }
     const progress = opts.progress;
-    return openImageStream(this.source, image, at, {
-      maxWindowLog: this.maxWindowLog,
-      onCompressed: progress ? (n) => progress.compressed(image.path, n) : undefined,
-      relocate: () => this.locator.mispredicted(image.path, image.compressedSize),
-    });
+    return [
+      at,
+      {
+        maxWindowLog: this.maxWindowLog,
+        onCompressed: progress ? (n) => progress.compressed(image.path, n) : undefined,
+        relocate: () => this.locator.mispredicted(image.path, image.compressedSize),
+      },
+    ];
   }
 
-  /** Stream one image into `sink`, turning a decode failure into the right error class. */
-  async pump(image: ImageFile, sink: Writable, opts: PumpOptions = {}): Promise<void> {
-    const s = await this.stream(image, opts);
+  /**
+   * The decompressed bytes of one image. The stream errors instead of ending
+   * when the bytes do not match the metadata's SHA-384 or size.
+   */
+  async stream(image: ImageFile, opts: PumpOptions = {}): Promise<ImageStream> {
+    const [at, o] = await this.where(image, opts);
+    return openImageStream(this.source, image, at, o);
+  }
+
+  /**
+   * Stream one image into `sink`, turning a decode failure into the right
+   * error class. A ChunkSink (one that is done with each chunk when put()
+   * settles) gets the worker decoder and its recycled buffers.
+   */
+  async pump(image: ImageFile, sink: Writable | ChunkSink, opts: PumpOptions = {}): Promise<void> {
+    if (!isChunkSink(sink) || !canDecodeInWorker(zstdBackend())) {
+      const s = await this.stream(image, opts);
+      try {
+        await pipeline(s.readable, sink as Writable);
+      } catch (err) {
+        throw await explainFailure(this.source, image, s, err);
+      }
+      return;
+    }
+    const [at, o] = await this.where(image, opts);
+    const c = await openCompressed(this.source, image, at, o);
     try {
-      await pipeline(s.readable, sink);
+      await pipeline(c.raw, c.tap, createZstdSink({ maxWindowLog: this.maxWindowLog, expectedSize: image.uncompressedSize, onData: (b) => sink.put(b) }));
     } catch (err) {
-      throw await explainFailure(this.source, image, s, err);
+      throw await explainFailure(this.source, image, c, err);
     }
   }
 
@@ -279,15 +303,25 @@ export class CosiImage {
   }
 }
 
-/** A sink that only counts. */
-export function countingSink(onBytes?: (n: number) => void): Writable {
-  return new Writable({
+/** A consumer that is done with a chunk once put() settles, so the decoder may reuse the buffer. */
+export interface ChunkSink {
+  put(chunk: Buffer): Promise<void> | void;
+}
+
+function isChunkSink(x: Writable | ChunkSink): x is ChunkSink {
+  return typeof (x as Partial<ChunkSink>).put === 'function';
+}
+
+/** A sink that only counts: a Writable for stream users, a ChunkSink for pump. */
+export function countingSink(onBytes?: (n: number) => void): Writable & ChunkSink {
+  const w = new Writable({
     highWaterMark: 4 << 20,
     write(chunk: Buffer, _enc, cb) {
       onBytes?.(chunk.length);
       cb();
     },
   });
+  return Object.assign(w, { put: (chunk: Buffer) => void onBytes?.(chunk.length) });
 }
 
 async function collect(s: ImageStream, src: ByteSource, image: ImageFile): Promise<Buffer> {

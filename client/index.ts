@@ -9,7 +9,7 @@
  *   await writePartition(img, root, '/dev/sda2');
  *   await img.close();
  */
-export { CosiImage, open, open as openCosi, countingSink, type OpenOptions, type TransferStats, type PumpOptions } from './image.js';
+export { CosiImage, open, open as openCosi, countingSink, type ChunkSink, type OpenOptions, type TransferStats, type PumpOptions } from './image.js';
 export type { ImageStream } from './image-stream.js';
 export { writePartition, writeDisk, labelOf, defaultFileName, type WriteOptions, type PartitionResult, type DiskResult } from './write.js';
 export { sequentialPass, type SequentialHandlers } from './sequential.js';

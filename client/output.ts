@@ -12,6 +12,7 @@ import { open, readFile, readdir, realpath, rename, stat, unlink, type FileHandl
 import { basename, dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { CosiError } from '../shared/errors.js';
+import { WriteBehind } from './write-behind.js';
 
 const run = promisify(execFile);
 
@@ -26,6 +27,8 @@ export interface Target {
   size: number;
   /** Device logical sector size (files: undefined). */
   sectorSize?: number;
+  /** Flushes along the way; every writer into fh reports to it. */
+  behind: WriteBehind;
 }
 
 function ioError(what: string, err: unknown): CosiError {
@@ -174,7 +177,7 @@ export async function openTarget(path: string, opts: OpenTargetOptions): Promise
       if (code === 'EBUSY') throw new CosiError('COSI_ERR_DEVICE', `refusing to write ${path}: the kernel says it is busy (mounted or in use)`);
       throw ioError(`cannot open ${path}`, err);
     }
-    return { kind: 'device', path, writePath: path, fh, size, sectorSize: ss };
+    return { kind: 'device', path, writePath: path, fh, size, sectorSize: ss, behind: new WriteBehind(fh, path) };
   }
   if (st && !st.isFile()) throw new CosiError('COSI_ERR_USAGE', `${path} is neither a regular file nor a block device`);
   // 'out/' names a directory: without this, the rename onto it would fail only after the whole download.
@@ -193,11 +196,12 @@ export async function openTarget(path: string, opts: OpenTargetOptions): Promise
     await unlink(tmp).catch(() => undefined);
     throw ioError(`cannot size ${tmp} to ${opts.size} bytes`, err);
   }
-  return { kind: 'file', path, writePath: tmp, fh, size: opts.size };
+  return { kind: 'file', path, writePath: tmp, fh, size: opts.size, behind: new WriteBehind(fh, tmp) };
 }
 
 /** Persist the bytes written so far (ordering point for "primary GPT last"). */
 export async function syncTarget(t: Target): Promise<void> {
+  await t.behind.settle();
   try {
     await t.fh.sync();
   } catch (err) {
@@ -229,6 +233,7 @@ export async function commitTarget(t: Target): Promise<void> {
 
 /** A failure: no temporary file stays behind. A device keeps what was written (it cannot be undone). */
 export async function abortTarget(t: Target): Promise<void> {
+  await t.behind.idle();
   await t.fh.close().catch(() => undefined);
   if (t.kind === 'file') await unlink(t.writePath).catch(() => undefined);
 }

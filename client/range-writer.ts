@@ -13,6 +13,7 @@ import { createHash, type Hash } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
 import { Writable } from 'node:stream';
 import { CosiError } from '../shared/errors.js';
+import type { WriteBehind } from './write-behind.js';
 
 export const HOLE_BLOCK = 64 * 1024;
 const ZEROS = Buffer.alloc(HOLE_BLOCK);
@@ -29,6 +30,8 @@ export interface RangeWriterOptions {
   /** Hash of everything written, holes included (for --verify-after). */
   digest?: string;
   onBytes?: (n: number) => void;
+  /** Told of every byte handed to the kernel (holes are not written, so not counted). */
+  behind?: WriteBehind;
   /** For messages. */
   label: string;
 }
@@ -60,7 +63,11 @@ export class RangeWriter extends Writable {
     })().then(() => cb(), (err: unknown) => cb(err as Error));
   }
 
-  private async put(chunk: Buffer): Promise<void> {
+  /**
+   * Writes one chunk (what _write does); done with `chunk` when it settles, so
+   * the worker decoder can hand over a buffer it reuses.
+   */
+  async put(chunk: Buffer): Promise<void> {
     if (this.opts.limit !== undefined && this.written + chunk.length > this.opts.limit) {
       throw new CosiError('COSI_ERR_INVALID', `${this.opts.label}: image is larger than its partition (${this.opts.limit} bytes)`);
     }
@@ -93,10 +100,41 @@ export class RangeWriter extends Writable {
     this.opts.onBytes?.(chunk.length);
   }
 
-  private writeAll(buf: Buffer, pos: number): Promise<void> {
-    return writeFully(this.fh, buf, pos, this.opts.label);
+  private async writeAll(buf: Buffer, pos: number): Promise<void> {
+    await writeInPieces(this.fh, buf, pos, this.opts.label);
+    this.opts.behind?.wrote(buf.length);
   }
 
+}
+
+/**
+ * Page-cache writes cost far more in large calls when the memory behind the
+ * cache is cold (this kernel backs a large write with large folios): 1 GiB
+ * written here in 2 MiB calls took 2.0 s, in 128 KiB calls two at a time
+ * 0.7 s (warm: 0.15 s either way). So a run is written as 128 KiB pieces,
+ * two in flight so the thread pool never waits on our turn-around.
+ */
+const PIECE = 128 << 10;
+const LANES = 2;
+
+async function writeInPieces(fh: FileHandle, buf: Buffer, pos: number, label: string): Promise<void> {
+  if (buf.length <= PIECE) return writeFully(fh, buf, pos, label);
+  let next = 0;
+  let failure: unknown;
+  const lane = async (): Promise<void> => {
+    while (next < buf.length && failure === undefined) {
+      const at = next;
+      next += PIECE;
+      try {
+        await writeFully(fh, buf.subarray(at, at + PIECE), pos + at, label);
+      } catch (err) {
+        failure ??= err;
+      }
+    }
+  };
+  // Both lanes finish before we return, so no write still reads `buf` once the caller reuses it.
+  await Promise.all(Array.from({ length: LANES }, lane));
+  if (failure !== undefined) throw failure;
 }
 
 /** Write all of `buf` at `pos`: short writes continue, and a write that takes nothing is a full device. */

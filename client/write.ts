@@ -181,6 +181,7 @@ export async function writePartition(img: CosiImage, p: PartitionInfo, outPath: 
   let ok = false;
   try {
     const w = new RangeWriter(t.fh, 0, {
+      behind: t.behind,
       sparse: t.kind === 'file',
       limit: p.image.uncompressedSize,
       digest: opts.verifyAfter ? VERIFY_DIGEST : undefined,
@@ -270,6 +271,7 @@ export async function writeDisk(img: CosiImage, outPath: string, opts: WriteOpti
           // resize2fs cannot work on a slice of a file (it truncates the file), so grow in a side file.
           const side = await openTarget(join(dirname(outPath), `.${basename(outPath)}.part${p.number}`), { size: p.image.uncompressedSize });
           try {
+            // A scratch file, deleted after the copy below: nothing to write behind.
             const w = new RangeWriter(side.fh, 0, {
               sparse: true,
               limit: p.image.uncompressedSize,
@@ -294,6 +296,7 @@ export async function writeDisk(img: CosiImage, outPath: string, opts: WriteOpti
           }
         } else {
           const w = new RangeWriter(t.fh, gp.offset, {
+            behind: t.behind,
             sparse,
             limit: gp.size,
             digest: opts.verifyAfter ? VERIFY_DIGEST : undefined,

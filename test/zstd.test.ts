@@ -8,10 +8,20 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isCosiError } from '../shared/errors.js';
-import { compressFile, createZstdDecoder, hasNodeZstd, readFrameHeader, zstdBackend } from '../shared/zstd.js';
+import { canDecodeInWorker, compressFile, createZstdDecoder, createZstdSink, hasNodeZstd, readFrameHeader, zstdBackend } from '../shared/zstd.js';
 
 type Backend = 'node' | 'fzstd';
 const backends: Backend[] = hasNodeZstd() ? ['fzstd', 'node'] : ['fzstd'];
+/** Each backend through both engines: the Transform (decoder.ts) and the worker sink (sink.ts). */
+interface Mode {
+  backend: Backend;
+  engine: 'stream' | 'worker';
+}
+const modes: Mode[] = backends.flatMap((backend) => [
+  { backend, engine: 'stream' as const },
+  ...(canDecodeInWorker(backend) ? [{ backend, engine: 'worker' as const }] : []),
+]);
+const label = (m: Mode) => `${m.backend}/${m.engine}`;
 
 let dir: string;
 let realA: Buffer; // ~3 MiB of real binaries
@@ -43,18 +53,22 @@ interface Outcome {
 /** Feeds `input` in `chunk`-sized pieces, collects output and the error if any. */
 async function decode(
   input: Buffer,
-  backend: Backend,
+  mode: Mode,
   opts: { maxWindowLog?: number; expectedSize?: number; chunk?: number } = {},
 ): Promise<Outcome> {
-  const dec = createZstdDecoder({
+  const o = {
     maxWindowLog: opts.maxWindowLog ?? 27,
-    backend,
+    backend: mode.backend,
     ...(opts.expectedSize === undefined ? {} : { expectedSize: opts.expectedSize }),
-  });
+  };
   const parts: Buffer[] = [];
+  // The worker engine lends its buffers: keep copies.
+  const dec = mode.engine === 'stream' ? createZstdDecoder(o) : createZstdSink({ ...o, onData: (b) => void parts.push(Buffer.from(b)) });
   const done = new Promise<unknown>((resolve) => {
-    dec.on('data', (b: Buffer) => parts.push(b));
-    dec.on('end', () => resolve(undefined));
+    if (mode.engine === 'stream') {
+      dec.on('data', (b: Buffer) => parts.push(b));
+      dec.on('end', () => resolve(undefined));
+    } else dec.on('finish', () => resolve(undefined));
     dec.on('error', resolve);
   });
   const chunk = opts.chunk ?? 65536;
@@ -69,17 +83,24 @@ async function decode(
 }
 
 /** Like decode, but hashes the output instead of keeping it (for ~100 MiB outputs). */
-async function decodeToHash(input: Buffer, backend: Backend, maxWindowLog: number): Promise<{ sha: string; length: number }> {
-  const dec = createZstdDecoder({ maxWindowLog, backend });
+async function decodeToHash(input: Buffer, mode: Mode, maxWindowLog: number): Promise<{ sha: string; length: number }> {
   const h = createHash('sha256');
   let length = 0;
-  dec.on('data', (b: Buffer) => {
+  const take = (b: Buffer) => {
     h.update(b);
     length += b.length;
-  });
-  const done = once(dec, 'end');
-  dec.end(input);
-  await done;
+  };
+  if (mode.engine === 'worker') {
+    const sink = createZstdSink({ maxWindowLog, backend: mode.backend, onData: take });
+    sink.end(input);
+    await once(sink, 'finish');
+  } else {
+    const dec = createZstdDecoder({ maxWindowLog, backend: mode.backend });
+    dec.on('data', take);
+    const done = once(dec, 'end');
+    dec.end(input);
+    await done;
+  }
   return { sha: h.digest('hex'), length };
 }
 
@@ -162,14 +183,15 @@ test('auto backend is node exactly when node:zlib has zstd', () => {
   }
 });
 
-for (const backend of backends) {
+for (const mode of modes) {
+  const backend = label(mode);
   test(`[${backend}] single frame from the zstd program`, async () => {
-    const o = await decode(aZst, backend, { expectedSize: realA.length });
+    const o = await decode(aZst, mode, { expectedSize: realA.length });
     assert.equal(o.err, undefined);
     assert.equal(sha256(o.out), sha256(realA));
     // tiny chunks: every header straddles chunk boundaries
     const piece = realB.subarray(0, 96 * 1024);
-    const t = await decode(Buffer.concat([skippable(16), zstd('-3', piece), skippable(3), zstd('-1', piece)]), backend, { chunk: 7 });
+    const t = await decode(Buffer.concat([skippable(16), zstd('-3', piece), skippable(3), zstd('-1', piece)]), mode, { chunk: 7 });
     assert.equal(t.err, undefined);
     assert.equal(sha256(t.out), sha256(Buffer.concat([piece, piece])));
   });
@@ -183,11 +205,11 @@ for (const backend of backends) {
       'empty skippable, and one at the end': Buffer.concat([skippable(0), aZst, skippable(5), bZst, skippable(16)]),
     };
     for (const [name, input] of Object.entries(cases)) {
-      const o = await decode(input, backend, { expectedSize: realA.length + realB.length });
+      const o = await decode(input, mode, { expectedSize: realA.length + realB.length });
       assert.equal(o.err, undefined, `${name}: ${String(o.err)}`);
       assert.equal(sha256(o.out), want, name);
     }
-    const only = await decode(Buffer.concat([skippable(16), bZst]), backend, { chunk: 4096 + 5 });
+    const only = await decode(Buffer.concat([skippable(16), bZst]), mode, { chunk: 4096 + 5 });
     assert.equal(sha256(only.out), sha256(realB));
   });
 
@@ -195,15 +217,15 @@ for (const backend of backends) {
     const long28 = zstd('--long=28', small);
     const h28 = readFrameHeader(long28);
     assert.equal(h28?.kind === 'frame' && h28.windowSize, 2 ** 28);
-    const ok = await decode(long28, backend, { maxWindowLog: 28 });
+    const ok = await decode(long28, mode, { maxWindowLog: 28 });
     assert.equal(ok.err, undefined);
     assert.equal(sha256(ok.out), sha256(small));
-    assertCode(await decode(long28, backend, { maxWindowLog: 27 }), 'COSI_ERR_ZSTD', /268435456.*windowLog 28.*maxWindowLog 27/);
+    assertCode(await decode(long28, mode, { maxWindowLog: 27 }), 'COSI_ERR_ZSTD', /268435456.*windowLog 28.*maxWindowLog 27/);
 
     const long31 = zstd('--long=31', small);
-    assertCode(await decode(long31, backend, { maxWindowLog: 27 }), 'COSI_ERR_ZSTD', /windowLog 31.*maxWindowLog 27/);
-    const o = await decode(long31, backend, { maxWindowLog: 31 });
-    if (backend === 'node') {
+    assertCode(await decode(long31, mode, { maxWindowLog: 27 }), 'COSI_ERR_ZSTD', /windowLog 31.*maxWindowLog 27/);
+    const o = await decode(long31, mode, { maxWindowLog: 31 });
+    if (mode.backend === 'node') {
       assert.equal(o.err, undefined);
       assert.equal(sha256(o.out), sha256(small));
     } else {
@@ -217,21 +239,21 @@ for (const backend of backends) {
     const bomb = zstd('-1', Buffer.alloc(64 << 20));
     assert.ok(bomb.length < 64 * 1024);
     const cap = 1 << 20;
-    const o = await decode(bomb, backend, { expectedSize: cap });
+    const o = await decode(bomb, mode, { expectedSize: cap });
     assertCode(o, 'COSI_ERR_SIZE_MISMATCH', /longer than the expected 1048576/);
     assert.ok(o.out.length <= cap, `emitted ${o.out.length} bytes`);
     assert.ok(o.out.every((b) => b === 0));
     // with a content size the header alone is enough
-    const early = await decode(aZst, backend, { expectedSize: realA.length - 1 });
+    const early = await decode(aZst, mode, { expectedSize: realA.length - 1 });
     assertCode(early, 'COSI_ERR_SIZE_MISMATCH');
     assert.equal(early.out.length, 0);
     // short output is caught at the end
-    assertCode(await decode(aZst, backend, { expectedSize: realA.length + 1 }), 'COSI_ERR_SIZE_MISMATCH', /expected 3145729/);
+    assertCode(await decode(aZst, mode, { expectedSize: realA.length + 1 }), 'COSI_ERR_SIZE_MISMATCH', /expected 3145729/);
   });
 
-  test(`[${backend}] memory stays bounded when nobody reads`, async () => {
+  if (mode.engine === 'stream') test(`[${backend}] memory stays bounded when nobody reads`, async () => {
     const bomb = zstd('-1', Buffer.alloc(64 << 20));
-    const dec = createZstdDecoder({ maxWindowLog: 27, backend });
+    const dec = createZstdDecoder({ maxWindowLog: 27, backend: mode.backend });
     dec.on('error', () => undefined);
     dec.write(bomb);
     dec.end();
@@ -245,56 +267,139 @@ for (const backend of backends) {
 
   test(`[${backend}] truncated and corrupt input`, async () => {
     for (const cut of [3, 10, 1000, aZst.length >> 1, aZst.length - 1]) {
-      assertCode(await decode(aZst.subarray(0, cut), backend), 'COSI_ERR_ZSTD', /truncated/);
+      assertCode(await decode(aZst.subarray(0, cut), mode), 'COSI_ERR_ZSTD', /truncated/);
     }
-    assertCode(await decode(Buffer.alloc(0), backend), 'COSI_ERR_ZSTD');
-    assertCode(await decode(Buffer.concat([aZst, Buffer.from('trailing junk')]), backend), 'COSI_ERR_ZSTD', /magic/);
+    assertCode(await decode(Buffer.alloc(0), mode), 'COSI_ERR_ZSTD');
+    assertCode(await decode(Buffer.concat([aZst, Buffer.from('trailing junk')]), mode), 'COSI_ERR_ZSTD', /magic/);
     // a skippable frame that claims more bytes than there are
-    assertCode(await decode(Buffer.concat([aZst, skippable(100).subarray(0, 50)]), backend), 'COSI_ERR_ZSTD', /truncated/);
+    assertCode(await decode(Buffer.concat([aZst, skippable(100).subarray(0, 50)]), mode), 'COSI_ERR_ZSTD', /truncated/);
     // damage inside the first compressed block: the decoder itself must notice
     const bad = Buffer.from(aZst);
     const h = readFrameHeader(bad);
     assert.ok(h?.kind === 'frame');
     bad.fill(0xff, h.headerSize + 3 + 10, h.headerSize + 3 + 200);
-    const o = await decode(bad, backend);
+    const o = await decode(bad, mode);
     assert.ok(o.err, 'corruption went unnoticed');
     assert.ok(isCosiError(o.err, 'COSI_ERR_ZSTD'), String(o.err));
   });
 }
 
-for (const backend of backends) {
+for (const mode of modes) {
+  const backend = label(mode);
   test(`[${backend}] offsets of 96 MiB and more (zstd --long=27) decode exactly`, async () => {
     const { plain, zst } = farMatches();
     const h = readFrameHeader(zst);
     assert.ok(h?.kind === 'frame' && h.windowLog === 27 && h.contentSize === plain.length);
     // The second copy cost next to nothing, so zstd did match it 97+ MiB back.
     assert.ok(zst.length < 1.2 * (1 << 20), `compressed to ${zst.length} bytes`);
-    const o = await decodeToHash(zst, backend, 27);
+    const o = await decodeToHash(zst, mode, 27);
     assert.equal(o.length, plain.length);
     assert.equal(o.sha, sha256(plain));
   });
 
   test(`[${backend}] content checksum is verified`, async () => {
     // stored checksum damaged, in frame 1 and in frame 2
-    const o1 = await decode(flipChecksum(aZst), backend);
-    assertCode(o1, 'COSI_ERR_ZSTD', backend === 'fzstd' ? /content checksum mismatch in frame 1: stored 0x/ : /checksum/i);
-    const o2 = await decode(Buffer.concat([aZst, skippable(8), flipChecksum(bZst)]), backend, { chunk: 5000 });
-    assertCode(o2, 'COSI_ERR_ZSTD', backend === 'fzstd' ? /checksum mismatch in frame 2:/ : /checksum/i);
+    const o1 = await decode(flipChecksum(aZst), mode);
+    assertCode(o1, 'COSI_ERR_ZSTD', mode.backend === 'fzstd' ? /content checksum mismatch in frame 1: stored 0x/ : /checksum/i);
+    const o2 = await decode(Buffer.concat([aZst, skippable(8), flipChecksum(bZst)]), mode, { chunk: 5000 });
+    assertCode(o2, 'COSI_ERR_ZSTD', mode.backend === 'fzstd' ? /checksum mismatch in frame 2:/ : /checksum/i);
     // Damage no decoder check can see: a byte inside a raw (stored) block.
     // Only the checksum tells, and it must fail the stream, not end it.
     const rnd = randomBytes(300 * 1024);
     const raw = zstd('-1', rnd);
     const damaged = Buffer.from(raw);
     damaged[100 * 1024]! ^= 0x80;
-    const o3 = await decode(damaged, backend);
+    const o3 = await decode(damaged, mode);
     assertCode(o3, 'COSI_ERR_ZSTD', /checksum/i);
     // and the undamaged one, and a frame without a checksum, decode fine
-    assert.equal(sha256((await decode(raw, backend)).out), sha256(rnd));
+    assert.equal(sha256((await decode(raw, mode)).out), sha256(rnd));
     const unchecked = zstd('-3 --no-check', realB);
     assert.equal(((unchecked[4]! >> 2) & 1), 0);
-    const o4 = await decode(unchecked, backend);
+    const o4 = await decode(unchecked, mode);
     assert.equal(o4.err, undefined);
     assert.equal(sha256(o4.out), sha256(realB));
+  });
+}
+
+for (const mode of modes.filter((m) => m.engine === 'worker')) {
+  const backend = label(mode);
+
+  test(`[${backend}] lends its ring: every chunk is a view of one shared buffer, and a slow consumer gets every byte`, async () => {
+    const views = new Set<ArrayBufferLike>();
+    const h = createHash('sha256');
+    const sink = createZstdSink({
+      maxWindowLog: 27,
+      backend: mode.backend,
+      expectedSize: realA.length,
+      onData: async (b) => {
+        views.add(b.buffer);
+        h.update(b);
+        await sleep(1);
+      },
+    });
+    sink.end(aZst);
+    await once(sink, 'finish');
+    assert.equal(h.digest('hex'), sha256(realA));
+    assert.equal(views.size, 1, 'decoded chunks came from more than one buffer');
+    assert.ok([...views][0] instanceof SharedArrayBuffer);
+  });
+
+  test(`[${backend}] input trickling in small writes (each block spread over many ring slots)`, async () => {
+    // The worker idles between writes, so every write is shipped as its own slot; a block
+    // then spans dozens of slots, each reused long before the block is whole.
+    const parts: Buffer[] = [];
+    const sink = createZstdSink({ maxWindowLog: 27, backend: mode.backend, onData: (b) => void parts.push(Buffer.from(b)) });
+    const input = Buffer.concat([aZst, skippable(5), bZst]);
+    for (let i = 0; i < input.length; i += 8000) {
+      if (!sink.write(input.subarray(i, i + 8000))) await once(sink, 'drain');
+      await sleep(1);
+    }
+    sink.end();
+    await once(sink, 'finish');
+    assert.equal(sha256(Buffer.concat(parts)), sha256(Buffer.concat([realA, realB])));
+  });
+
+  test(`[${backend}] a stalled consumer stops the worker within its rings`, async () => {
+    const rnd = randomBytes(32 << 20);
+    const stored = zstd('-1', rnd); // incompressible: about as many bytes in as out
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const h = createHash('sha256');
+    const sink = createZstdSink({
+      maxWindowLog: 27,
+      backend: mode.backend,
+      onData: async (b) => {
+        await gate;
+        h.update(b);
+      },
+    });
+    let accepted = 0;
+    const writing = (async () => {
+      for (let i = 0; i < stored.length; i += 65536) {
+        const piece = stored.subarray(i, i + 65536);
+        await new Promise<void>((resolve, reject) => sink.write(piece, (err) => (err ? reject(err) : resolve())));
+        accepted += piece.length;
+      }
+      sink.end();
+    })();
+    await sleep(500);
+    // 12 MiB of output ring, 2 MiB of input ring, and what is in flight between them.
+    assert.ok(accepted < 20 << 20, `accepted ${accepted} of ${stored.length} bytes while nothing was consumed`);
+    release();
+    await writing;
+    await once(sink, 'finish');
+    assert.equal(h.digest('hex'), sha256(rnd));
+  });
+
+  test(`[${backend}] a failed decode leaves the pool healthy`, async () => {
+    const bad = Buffer.from(aZst);
+    bad.fill(0xff, 200, 400);
+    for (let round = 0; round < 3; round++) {
+      assertCode(await decode(bad, mode), 'COSI_ERR_ZSTD');
+      const good = await decode(bZst, mode, { expectedSize: realB.length });
+      assert.equal(good.err, undefined);
+      assert.equal(sha256(good.out), sha256(realB));
+    }
   });
 }
 
@@ -319,8 +424,8 @@ test('compressFile round trip, decoded by the zstd program', async () => {
   assert.ok(r.windowLog <= 22, `2 MiB input should get a small window, got ${r.windowLog}`);
   // the real zstd program decodes it (and checks the checksum)
   assert.equal(sha256(sh(`zstd -q -d -c ${out}`)), sha256(want));
-  for (const backend of backends) {
-    const o = await decode(stored, backend, { maxWindowLog: r.windowLog, expectedSize: range.length });
+  for (const mode of modes) {
+    const o = await decode(stored, mode, { maxWindowLog: r.windowLog, expectedSize: range.length });
     assert.equal(o.err, undefined);
     assert.equal(sha256(o.out), sha256(want));
   }
@@ -331,8 +436,8 @@ test('compressFile round trip, decoded by the zstd program', async () => {
   const empty = await compressFile({ path: join(dir, 'b.bin'), offset: 5, length: 0 }, join(dir, 'e.zst'), {});
   assert.equal(empty.uncompressedSize, 0);
   assert.equal(sh(`zstd -q -d -c ${join(dir, 'e.zst')}`).length, 0);
-  for (const backend of backends) {
-    const o = await decode(readFileSync(join(dir, 'e.zst')), backend, { expectedSize: 0 });
+  for (const mode of modes) {
+    const o = await decode(readFileSync(join(dir, 'e.zst')), mode, { expectedSize: 0 });
     assert.equal(o.err, undefined);
     assert.equal(o.out.length, 0);
   }

@@ -6,94 +6,32 @@
  * makes them behave the same: node:zlib stops after the first frame and chokes
  * on a leading skippable frame, fzstd has its own window ceiling, and neither
  * enforces our window policy or an output cap.
+ *
+ * This engine decodes on the main thread's event loop (node:zlib in the
+ * thread pool) and hands out buffers the consumer may keep. Bulk writers that
+ * can give buffers back use sink.ts instead, which decodes in a worker.
  */
 import { Transform, type TransformCallback } from 'node:stream';
-import { CosiError } from '../errors.js';
-import { FzstdFrameDecoder, hasNodeZstd, NodeFrameDecoder, zstdError, type Emit, type FrameDecoder } from './backends.js';
-import { BIG_CHUNK, FrameScanner, FZSTD_MAX_WINDOW, type FrameHeader, type ScanEvent, type ZstdBackend } from './frame.js';
+import { FzstdFrameDecoder, NodeFrameDecoder, zstdError, type Emit, type FrameDecoder } from './backends.js';
+import { BIG_CHUNK, FrameScanner, type ScanEvent } from './frame.js';
+import { DecodePolicy, type ZstdDecoderOptions } from './policy.js';
 
-// ---------------------------------------------------------------------------
-// The decoder stream
-
-
-/** What backend 'auto' picks. */
-export function zstdBackend(): ZstdBackend {
-  return hasNodeZstd() ? 'node' : 'fzstd';
-}
-
-export interface ZstdDecoderOptions {
-  /** Frames declaring a larger window than 2^maxWindowLog are refused. */
-  maxWindowLog: number;
-  /** Exact expected output size; more or less is COSI_ERR_SIZE_MISMATCH. */
-  expectedSize?: number;
-  backend?: 'auto' | ZstdBackend;
-}
+export { zstdBackend, type ZstdDecoderOptions } from './policy.js';
 
 class ZstdDecoder extends Transform {
-  private readonly backend: ZstdBackend;
-  private readonly maxWindowLog: number;
-  private readonly expectedSize: number | undefined;
+  private readonly policy: DecodePolicy;
   private readonly scanner: FrameScanner;
   private frame: FrameDecoder | undefined;
-  private frameHeader: Extract<FrameHeader, { kind: 'frame' }> | undefined;
-  private frameOut = 0;
-  private frameNo = 0;
-  private declaredTotal = 0;
-  private total = 0;
 
   constructor(opts: ZstdDecoderOptions) {
     super({ readableHighWaterMark: BIG_CHUNK });
-    const backend = opts.backend ?? 'auto';
-    if (backend === 'node' && !hasNodeZstd()) {
-      throw new CosiError('COSI_ERR_UNSUPPORTED', `node:zlib has no zstd on Node ${process.version} (needs >= 22.15)`);
-    }
-    if (!Number.isInteger(opts.maxWindowLog) || opts.maxWindowLog < 10 || opts.maxWindowLog > 31) {
-      throw new CosiError('COSI_ERR_USAGE', `maxWindowLog must be an integer from 10 to 31, got ${opts.maxWindowLog}`);
-    }
-    this.backend = backend === 'auto' ? zstdBackend() : backend;
-    this.maxWindowLog = opts.maxWindowLog;
-    this.expectedSize = opts.expectedSize;
-    this.scanner = new FrameScanner((h) => this.checkHeader(h), this.backend === 'fzstd');
-  }
-
-  private checkHeader(h: Extract<FrameHeader, { kind: 'frame' }>): void {
-    if (h.windowSize > 2 ** this.maxWindowLog) {
-      throw new CosiError(
-        'COSI_ERR_ZSTD',
-        `zstd frame needs a ${h.windowSize}-byte window (windowLog ${h.windowLog}), ` +
-          `over the allowed maxWindowLog ${this.maxWindowLog} (${2 ** this.maxWindowLog} bytes)`,
-        { details: { windowSize: h.windowSize, windowLog: h.windowLog, maxWindowLog: this.maxWindowLog } },
-      );
-    }
-    if (this.backend === 'fzstd' && h.windowSize > FZSTD_MAX_WINDOW) {
-      throw new CosiError(
-        'COSI_ERR_UNSUPPORTED',
-        `zstd frame needs a ${h.windowSize}-byte window (windowLog ${h.windowLog}); ` +
-          'the fzstd decoder stops at 2046 MiB: run on Node >= 22.15 to use node:zlib',
-      );
-    }
-    // A declared content size lets a bomb be refused before decoding a byte.
-    if (h.contentSize !== undefined && this.expectedSize !== undefined) {
-      this.declaredTotal += h.contentSize;
-      if (this.declaredTotal > this.expectedSize) {
-        throw this.tooLong(`its frame headers declare at least ${this.declaredTotal} bytes`);
-      }
-    }
-  }
-
-  private tooLong(what: string): CosiError {
-    return new CosiError('COSI_ERR_SIZE_MISMATCH', `zstd output is longer than the expected ${this.expectedSize} bytes: ${what}`, {
-      details: { expected: this.expectedSize },
-    });
+    this.policy = new DecodePolicy(opts);
+    this.scanner = new FrameScanner(this.policy.checkHeader, this.policy.backend === 'fzstd');
   }
 
   /** Every decoded byte passes here: counts it, caps it, pushes it. */
   private readonly deliver: Emit = (bytes) => {
-    if (this.expectedSize !== undefined && this.total + bytes.length > this.expectedSize) {
-      throw this.tooLong(`decoding passed ${this.expectedSize} bytes`);
-    }
-    this.total += bytes.length;
-    this.frameOut += bytes.length;
+    this.policy.count(bytes.length);
     return this.push(bytes);
   };
 
@@ -119,11 +57,9 @@ class ZstdDecoder extends Transform {
   private async run(events: ScanEvent[]): Promise<void> {
     for (const ev of events) {
       if (ev.t === 'start') {
-        this.frameHeader = ev.header;
-        this.frameOut = 0;
-        this.frameNo = this.scanner.framesSeen;
+        this.policy.startFrame(ev.header, this.scanner.framesSeen);
         this.frame =
-          this.backend === 'node' ? new NodeFrameDecoder(this.maxWindowLog, this.deliver) : new FzstdFrameDecoder(this.deliver);
+          this.policy.backend === 'node' ? new NodeFrameDecoder(this.policy.maxWindowLog, this.deliver) : new FzstdFrameDecoder(this.deliver);
         await this.frame.write(ev.bytes);
       } else if (ev.t === 'data') {
         await this.frame!.write(ev.bytes);
@@ -131,44 +67,16 @@ class ZstdDecoder extends Transform {
         const frame = this.frame!;
         await frame.finish();
         this.frame = undefined;
-        const declared = this.frameHeader!.contentSize;
-        // fzstd does not check Frame_Content_Size; do it here for both.
-        if (declared !== undefined && declared !== this.frameOut) {
-          throw new CosiError(
-            'COSI_ERR_ZSTD',
-            `corrupt zstd data: frame decoded to ${this.frameOut} bytes, its header declares ${declared}`,
-          );
-        }
+        this.policy.endFrame();
         // Checked before the chunk is acknowledged, so a bad frame can never end the stream normally.
         const actual = ev.checksum === undefined ? undefined : frame.contentChecksum();
-        if (actual !== undefined && actual !== ev.checksum) {
-          throw new CosiError(
-            'COSI_ERR_ZSTD',
-            `zstd content checksum mismatch in frame ${this.frameNo}: stored ${hex32(ev.checksum!)}, ` +
-              `decoded data hashes to ${hex32(actual)}`,
-            { details: { frame: this.frameNo, stored: ev.checksum, actual } },
-          );
-        }
+        if (actual !== undefined && actual !== ev.checksum) throw this.policy.checksumMismatch(ev.checksum!, actual);
       }
     }
   }
 
   override _flush(cb: TransformCallback): void {
-    if (!this.scanner.atBoundary) {
-      cb(new CosiError('COSI_ERR_ZSTD', 'truncated zstd data: input ends inside a frame'));
-    } else if (this.scanner.framesSeen === 0) {
-      cb(new CosiError('COSI_ERR_ZSTD', 'no zstd frame in input'));
-    } else if (this.expectedSize !== undefined && this.total !== this.expectedSize) {
-      cb(
-        new CosiError(
-          'COSI_ERR_SIZE_MISMATCH',
-          `zstd output is ${this.total} bytes, expected ${this.expectedSize}`,
-          { details: { expected: this.expectedSize, actual: this.total } },
-        ),
-      );
-    } else {
-      cb();
-    }
+    cb(this.policy.finish(this.scanner));
   }
 
   override _destroy(err: Error | null, cb: (error: Error | null) => void): void {
@@ -177,8 +85,6 @@ class ZstdDecoder extends Transform {
     cb(err);
   }
 }
-
-const hex32 = (n: number) => `0x${n.toString(16).padStart(8, '0')}`;
 
 /**
  * Transform from compressed bytes (any number of zstd and skippable frames) to

@@ -1,0 +1,311 @@
+/**
+ * The bulk decoder: a Writable of compressed bytes whose decoded bytes go to
+ * an async callback, decoded in a worker thread (worker.ts) into a ring of
+ * shared buffers that are reused once the callback settles.
+ *
+ * Why a second engine: on the main thread, node:zlib allocates a fresh output
+ * buffer per chunk and decodes in one thread-pool round trip per chunk; for a
+ * 1 GiB image that was as much work again as the decoding (page faults on
+ * fresh memory, major GCs driven by external memory) and it competed with
+ * hashing and writing for the same thread. In a worker, decoding, hashing and
+ * writing overlap, and nothing is allocated per chunk. The price is the lease:
+ * a chunk handed to onData is only valid until its promise settles, so this
+ * serves writers and hashers; consumers that keep buffers use decoder.ts.
+ *
+ * Same rules as the stream engine (policy.ts): the frame scanner runs here,
+ * before any byte reaches the worker, and every decoded byte is counted here
+ * before onData sees it.
+ */
+import { Writable } from 'node:stream';
+import { Worker } from 'node:worker_threads';
+import * as zlib from 'node:zlib';
+import { CosiError } from '../errors.js';
+import { hasNodeZstd, zstdError } from './backends.js';
+import { FrameScanner, type FrameHeader, type ScanEvent, type ZstdBackend } from './frame.js';
+import { DecodePolicy, zstdBackend, type ZstdDecoderOptions } from './policy.js';
+import type { FromWorker, ToWorker } from './worker.js';
+
+export interface ZstdSinkOptions extends ZstdDecoderOptions {
+  /** Receives decoded bytes in order. The chunk is reused once the returned promise settles: copy what you keep. */
+  onData: (chunk: Buffer) => Promise<void> | void;
+}
+
+/**
+ * Slot sizes: every slot crossing costs a message each way (about 50 us of
+ * both threads' time), so slots are large; 12 MiB of output in flight lets
+ * the worker decode on while a slot is being written.
+ */
+const IN_SLOT = 512 << 10;
+const IN_SLOTS = 4;
+const OUT_SLOT = 2 << 20;
+const OUT_SLOTS = 6;
+/** Workers kept for the next image (each idle one holds only its isolate: rings and windows are per session). */
+const MAX_IDLE = 2;
+
+let handleCheck: boolean | undefined;
+
+/**
+ * Whether this runtime can run the worker engine for `backend`: fzstd always
+ * can; node:zlib needs the handle internals the worker drives (present from
+ * Node 22.15, checked rather than assumed, since they are not public API).
+ */
+export function canDecodeInWorker(backend: ZstdBackend): boolean {
+  if (backend === 'fzstd') return true;
+  if (!hasNodeZstd()) return false;
+  if (handleCheck === undefined) {
+    const probe = zlib.createZstdDecompress() as unknown as { _handle?: { writeSync?: unknown; close?: () => void }; _writeState?: unknown };
+    handleCheck = typeof probe._handle?.writeSync === 'function' && probe._writeState instanceof Uint32Array;
+    probe._handle?.close?.();
+  }
+  return handleCheck;
+}
+
+const idle: Worker[] = [];
+
+function spawn(): Worker {
+  return new Worker(new URL('./worker.js', import.meta.url));
+}
+
+function acquire(): Worker {
+  const w = idle.pop() ?? spawn();
+  w.removeAllListeners();
+  w.ref();
+  return w;
+}
+
+/**
+ * Starts a worker ahead of need (it boots in about 30 ms, while a request is
+ * in flight anyway); it waits in the idle pool.
+ */
+export function warmDecoder(): void {
+  if (idle.length === 0 && canDecodeInWorker(zstdBackend())) park(spawn());
+}
+
+function release(w: Worker): void {
+  w.removeAllListeners();
+  w.postMessage({ op: 'close' } satisfies ToWorker);
+  if (idle.length >= MAX_IDLE) {
+    void w.terminate();
+    return;
+  }
+  park(w);
+}
+
+/** An idle worker must not keep the process alive, and one that dies while idle just leaves the pool. */
+function park(w: Worker): void {
+  w.unref();
+  w.once('exit', () => idle.splice(idle.indexOf(w) >>> 0, 1));
+  w.on('error', () => undefined);
+  idle.push(w);
+}
+
+type Frame = Extract<FrameHeader, { kind: 'frame' }>;
+
+class ZstdSink extends Writable {
+  private readonly policy: DecodePolicy;
+  private readonly scanner: FrameScanner;
+  private readonly onData: ZstdSinkOptions['onData'];
+  private worker: Worker | undefined;
+  private readonly input = new SharedArrayBuffer(IN_SLOT * IN_SLOTS);
+  private readonly inView = new Uint8Array(this.input);
+  private readonly output = new SharedArrayBuffer(OUT_SLOT * OUT_SLOTS);
+  private readonly outViews = Array.from({ length: OUT_SLOTS }, (_, i) => Buffer.from(this.output, i * OUT_SLOT, OUT_SLOT));
+  private readonly inFree = Array.from({ length: IN_SLOTS }, (_, i) => i);
+  private inCur = -1;
+  private inCurLen = 0;
+  private readonly waiting: Array<() => void> = [];
+  private readonly outQueue: Array<{ slot: number; len: number }> = [];
+  private delivering = false;
+  /** Headers of frames sent to the worker whose output has not started to arrive. */
+  private readonly headers: Frame[] = [];
+  private frameActive = false;
+  private framesDone = 0;
+  private framesSent = 0;
+  private failure: Error | undefined;
+
+  constructor(opts: ZstdSinkOptions) {
+    super({ highWaterMark: 1 << 20 });
+    this.policy = new DecodePolicy(opts);
+    if (!canDecodeInWorker(this.policy.backend)) {
+      throw new CosiError('COSI_ERR_UNSUPPORTED', `this runtime's node:zlib cannot be driven from a worker; use createZstdDecoder`);
+    }
+    this.scanner = new FrameScanner(this.policy.checkHeader, false);
+    this.onData = opts.onData;
+  }
+
+  private start(): Worker {
+    if (this.worker) return this.worker;
+    const w = acquire();
+    this.worker = w;
+    w.on('message', (m: FromWorker) => this.onMessage(m));
+    w.on('error', (err) => this.fail(new CosiError('COSI_ERR_INTERNAL', `zstd worker failed: ${err.message}`, { cause: err })));
+    w.on('exit', (code) => this.fail(new CosiError('COSI_ERR_INTERNAL', `zstd worker exited (${code}) during a decode`)));
+    this.send({ op: 'open', backend: this.policy.backend, maxWindowLog: this.policy.maxWindowLog, input: this.input, inSlot: IN_SLOT, output: this.output, outSlot: OUT_SLOT });
+    return w;
+  }
+
+  private send(m: ToWorker): void {
+    this.worker!.postMessage(m);
+  }
+
+  private onMessage(m: FromWorker): void {
+    if (this.failure) return;
+    try {
+      if (m.op === 'in-free') {
+        this.inFree.push(m.slot);
+      } else if (m.op === 'out') {
+        this.enterFrame();
+        // Counted on arrival, so a bomb stops within the ring's 8 MiB of the cap.
+        this.policy.count(m.len);
+        this.outQueue.push(m);
+        void this.deliver();
+      } else if (m.op === 'frame-done') {
+        this.enterFrame();
+        this.policy.endFrame();
+        this.frameActive = false;
+        this.framesDone++;
+      } else {
+        this.enterFrame();
+        throw m.checksum ? this.policy.checksumMismatch(m.checksum.stored, m.checksum.actual) : new CosiError('COSI_ERR_ZSTD', m.message);
+      }
+    } catch (err) {
+      this.fail(zstdError(err));
+      return;
+    }
+    this.wake();
+  }
+
+  /** Output of the next frame begins (slots never span frames). */
+  private enterFrame(): void {
+    if (this.frameActive) return;
+    this.frameActive = true;
+    this.policy.startFrame(this.headers.shift()!, this.framesDone + 1);
+  }
+
+  private async deliver(): Promise<void> {
+    if (this.delivering) return;
+    this.delivering = true;
+    try {
+      while (this.outQueue.length > 0 && !this.failure) {
+        const { slot, len } = this.outQueue.shift()!;
+        await this.onData(this.outViews[slot]!.subarray(0, len));
+        if (!this.failure) this.send({ op: 'free', slot });
+      }
+    } catch (err) {
+      this.fail(err as Error);
+    } finally {
+      this.delivering = false;
+      this.wake();
+    }
+  }
+
+  private wake(): void {
+    for (const w of this.waiting.splice(0)) w();
+  }
+
+  private async until(cond: () => boolean): Promise<void> {
+    while (!cond()) {
+      if (this.failure) throw this.failure;
+      await new Promise<void>((r) => this.waiting.push(r));
+    }
+    if (this.failure) throw this.failure;
+  }
+
+  private fail(err: Error): void {
+    if (this.failure) return;
+    this.failure = err;
+    this.wake();
+    this.destroy(err);
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    if (this.failure) return cb(this.failure);
+    let events: ScanEvent[];
+    try {
+      events = this.scanner.feed(chunk);
+    } catch (err) {
+      return cb(zstdError(err));
+    }
+    this.forward(events).then(() => cb(), (err: unknown) => cb(err as Error));
+  }
+
+  private async forward(events: ScanEvent[]): Promise<void> {
+    for (const ev of events) {
+      if (ev.t === 'start') {
+        this.start();
+        this.headers.push(ev.header);
+        this.framesSent++;
+        this.send({ op: 'frame' });
+        await this.copyIn(ev.bytes);
+      } else if (ev.t === 'data') {
+        await this.copyIn(ev.bytes);
+      } else {
+        this.flushIn();
+        this.send(ev.checksum === undefined ? { op: 'end' } : { op: 'end', checksum: ev.checksum });
+      }
+    }
+    // A worker with nothing queued gets the partial slot now rather than when it fills.
+    if (this.inFree.length + (this.inCur >= 0 ? 1 : 0) === IN_SLOTS) this.flushIn();
+  }
+
+  private async copyIn(b: Buffer): Promise<void> {
+    let off = 0;
+    while (off < b.length) {
+      if (this.inCur < 0) {
+        await this.until(() => this.inFree.length > 0);
+        this.inCur = this.inFree.shift()!;
+        this.inCurLen = 0;
+      }
+      const n = Math.min(IN_SLOT - this.inCurLen, b.length - off);
+      this.inView.set(b.subarray(off, off + n), this.inCur * IN_SLOT + this.inCurLen);
+      this.inCurLen += n;
+      off += n;
+      if (this.inCurLen === IN_SLOT) this.flushIn();
+    }
+  }
+
+  private flushIn(): void {
+    if (this.inCur < 0) return;
+    if (this.inCurLen > 0) this.send({ op: 'in', slot: this.inCur, len: this.inCurLen });
+    else this.inFree.push(this.inCur);
+    this.inCur = -1;
+  }
+
+  override _final(cb: (err?: Error | null) => void): void {
+    if (this.failure) return cb(this.failure);
+    // The stream-level checks first (truncation, no frame); the size check needs all output in.
+    const early = this.scanner.atBoundary && this.scanner.framesSeen > 0 ? null : this.policy.finish(this.scanner);
+    if (early) return cb(early);
+    this.until(() => this.framesDone === this.framesSent && this.outQueue.length === 0 && !this.delivering).then(
+      () => {
+        const w = this.worker;
+        this.worker = undefined;
+        if (w) release(w);
+        cb(this.policy.finish(this.scanner));
+      },
+      (err: unknown) => cb(err as Error),
+    );
+  }
+
+  override _destroy(err: Error | null, cb: (error: Error | null) => void): void {
+    // A worker stopped mid-frame holds a half-decoded frame and messages in flight: it is not reused.
+    const w = this.worker;
+    this.worker = undefined;
+    if (w) {
+      w.removeAllListeners();
+      void w.terminate();
+    }
+    this.failure ??= err ?? new CosiError('COSI_ERR_INTERNAL', 'zstd sink destroyed');
+    this.wake();
+    cb(err);
+  }
+}
+
+/**
+ * Writable of compressed bytes (any number of zstd and skippable frames),
+ * decoded in a worker; see ZstdSinkOptions.onData for the buffer lease.
+ * It finishes only after onData has settled for the last byte.
+ */
+export function createZstdSink(opts: ZstdSinkOptions): Writable {
+  return new ZstdSink(opts);
+}
