@@ -383,7 +383,7 @@ for (const mode of modes.filter((m) => m.engine === 'worker')) {
       sink.end();
     })();
     await sleep(500);
-    // 12 MiB of output ring, 2 MiB of input ring, and what is in flight between them.
+    // 8 MiB of output ring, 1 MiB of input ring, and what is in flight between them.
     assert.ok(accepted < 20 << 20, `accepted ${accepted} of ${stored.length} bytes while nothing was consumed`);
     release();
     await writing;

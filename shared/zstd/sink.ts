@@ -32,13 +32,14 @@ export interface ZstdSinkOptions extends ZstdDecoderOptions {
 
 /**
  * Slot sizes: every slot crossing costs a message each way (about 50 us of
- * both threads' time), so slots are large; 12 MiB of output in flight lets
- * the worker decode on while a slot is being written.
+ * both threads' time), so slots are large; 8 MiB of output in flight lets
+ * the worker decode on while a slot is being written, and all of it counts
+ * against the client's memory budget (128 MiB beside the zstd window).
  */
-const IN_SLOT = 512 << 10;
+const IN_SLOT = 256 << 10;
 const IN_SLOTS = 4;
 const OUT_SLOT = 2 << 20;
-const OUT_SLOTS = 6;
+const OUT_SLOTS = 4;
 /** Workers kept for the next image (each idle one holds only its isolate: rings and windows are per session). */
 const MAX_IDLE = 2;
 

@@ -241,11 +241,14 @@ class FzstdFrame implements Frame {
     if (this.pending.length === 0) {
       const all = Buffer.from(input.buffer, input.byteOffset + off, input.length - off);
       for (const ev of this.blocks.feed(all)) if (ev.t !== 'end') this.pending.push(ev.bytes);
+      // Runs end at block ends, except the slot's last, which may stop inside a block: fzstd keeps
+      // that piece by reference until the block is whole, and this slot is reused before then.
+      const last = this.pending.length - 1;
+      if (last >= 0) this.pending[last] = new Uint8Array(this.pending[last]!);
     }
     while (this.pending.length > 0) {
       if (!this.s.hasRoom(MAX_BLOCK)) return input.length - this.pendingBytes();
-      // A copy: fzstd keeps references to a block's pieces until the block is whole, and the slot is reused.
-      this.d.push(new Uint8Array(this.pending.shift()!), false);
+      this.d.push(this.pending.shift()!, false);
     }
     return input.length;
   }
