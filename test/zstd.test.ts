@@ -391,6 +391,28 @@ for (const mode of modes.filter((m) => m.engine === 'worker')) {
     assert.equal(h.digest('hex'), sha256(rnd));
   });
 
+  test(`[${backend}] windows are given back: frames of one session share one, a finished session frees it`, async () => {
+    // 40 MiB whose matches reach 32 MiB back: each frame needs (and touches) a 32 MiB window.
+    const piece = randomBytes(1 << 20);
+    const plain = Buffer.concat(Array.from({ length: 40 }, (_, i) => (i % 2 ? piece : Buffer.from(piece).reverse())));
+    const frame = zstd('-1 --long=25', plain);
+    const h = readFrameHeader(frame);
+    assert.ok(h?.kind === 'frame' && h.windowLog === 25);
+    const rss0 = process.memoryUsage().rss;
+    let peak = rss0;
+    for (let session = 0; session < 3; session++) {
+      let n = 0;
+      const sink = createZstdSink({ maxWindowLog: 27, backend: mode.backend, onData: (b) => void (n += b.length) });
+      sink.end(Buffer.concat([frame, frame, frame]));
+      await once(sink, 'finish');
+      assert.equal(n, 3 * plain.length);
+      peak = Math.max(peak, process.memoryUsage().rss);
+    }
+    // Leaking, 9 windows would be alive (288 MiB); shared and freed, one or two at a time.
+    const grown = (peak - rss0) / 2 ** 20;
+    assert.ok(grown < 160, `RSS grew by ${grown.toFixed(0)} MiB over 3 sessions of 3 frames`);
+  });
+
   test(`[${backend}] a failed decode leaves the pool healthy`, async () => {
     const bad = Buffer.from(aZst);
     bad.fill(0xff, 200, 400);

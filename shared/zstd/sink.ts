@@ -40,8 +40,15 @@ const IN_SLOT = 256 << 10;
 const IN_SLOTS = 4;
 const OUT_SLOT = 2 << 20;
 const OUT_SLOTS = 4;
-/** Workers kept for the next image (each idle one holds only its isolate: rings and windows are per session). */
+/** Workers kept for the next image. */
 const MAX_IDLE = 2;
+/**
+ * A worker that decoded a larger window is retired rather than kept: node:zlib
+ * gives a window back only when its handle is garbage collected, so an idle
+ * worker would hold it (128 MiB for a root image) and two of them would break
+ * the decode budget of --disk. Ending the thread frees it at once.
+ */
+const KEEP_WINDOW_MAX = 8 << 20;
 
 let handleCheck: boolean | undefined;
 
@@ -82,10 +89,10 @@ export function warmDecoder(): void {
   if (idle.length === 0 && canDecodeInWorker(zstdBackend())) park(spawn());
 }
 
-function release(w: Worker): void {
+function release(w: Worker, retire: boolean): void {
   w.removeAllListeners();
   w.postMessage({ op: 'close' } satisfies ToWorker);
-  if (idle.length >= MAX_IDLE) {
+  if (retire || idle.length >= MAX_IDLE) {
     void w.terminate();
     return;
   }
@@ -122,6 +129,7 @@ class ZstdSink extends Writable {
   private frameActive = false;
   private framesDone = 0;
   private framesSent = 0;
+  private largestWindow = 0;
   private failure: Error | undefined;
 
   constructor(opts: ZstdSinkOptions) {
@@ -235,6 +243,7 @@ class ZstdSink extends Writable {
       if (ev.t === 'start') {
         this.start();
         this.headers.push(ev.header);
+        this.largestWindow = Math.max(this.largestWindow, ev.header.windowSize);
         this.framesSent++;
         this.send({ op: 'frame' });
         await this.copyIn(ev.bytes);
@@ -281,7 +290,7 @@ class ZstdSink extends Writable {
       () => {
         const w = this.worker;
         this.worker = undefined;
-        if (w) release(w);
+        if (w) release(w, this.largestWindow > KEEP_WINDOW_MAX);
         cb(this.policy.finish(this.scanner));
       },
       (err: unknown) => cb(err as Error),

@@ -70,6 +70,7 @@ class Session {
   /** How far into the head 'in' op we are. */
   private inOff = 0;
   private frame: Frame | undefined;
+  private zstd: NodeStream | undefined;
   failed = false;
 
   constructor(private readonly o: Extract<ToWorker, { op: 'open' }>) {
@@ -139,7 +140,7 @@ class Session {
       while (!this.failed && this.queue.length > 0) {
         const m = this.queue[0]!;
         if (m.op === 'frame') {
-          this.frame = this.o.backend === 'node' ? new NodeFrame(this, this.o.maxWindowLog) : new FzstdFrame(this);
+          this.frame = this.o.backend === 'node' ? new NodeFrame(this, (this.zstd ??= new NodeStream(this.o.maxWindowLog))) : new FzstdFrame(this);
         } else if (m.op === 'in') {
           const input = this.inView.subarray(m.slot * this.inSlot, m.slot * this.inSlot + m.len);
           this.inOff = this.frame!.feed(input, this.inOff);
@@ -165,20 +166,37 @@ class Session {
   }
 }
 
-class NodeFrame implements Frame {
-  private readonly handle: ZlibHandle;
-  private readonly state: Uint32Array;
-  private error: string | undefined;
-  private off = 0;
-  private consumed = 0;
+/**
+ * One libzstd stream per session, reused frame after frame: its window is
+ * allocated once, and node:zlib frees a handle's memory only when the handle
+ * is garbage collected, never on close(), so a new handle per frame would
+ * keep every old 128 MiB window alive until a GC that a worker rarely runs.
+ */
+class NodeStream {
+  readonly handle: ZlibHandle;
+  readonly state: Uint32Array;
+  error: string | undefined;
 
-  constructor(private readonly s: Session, maxWindowLog: number) {
+  constructor(maxWindowLog: number) {
     const stream = zlib.createZstdDecompress({ params: { [zlib.constants.ZSTD_d_windowLogMax]: Math.min(31, Math.max(10, maxWindowLog)) } });
     const internals = stream as unknown as { _handle: ZlibHandle; _writeState: Uint32Array };
     this.handle = internals._handle;
     this.state = internals._writeState;
     // The stream object is never used; its error path would only destroy it on a later tick.
     this.handle.onerror = (message) => void (this.error ??= message);
+  }
+}
+
+class NodeFrame implements Frame {
+  private readonly handle: ZlibHandle;
+  private readonly state: Uint32Array;
+  private off = 0;
+  private consumed = 0;
+
+  /** libzstd starts the next frame by itself after the previous one's end, with the same window. */
+  constructor(private readonly s: Session, private readonly z: NodeStream) {
+    this.handle = z.handle;
+    this.state = z.state;
   }
 
   feed(input: Uint8Array, off: number): number {
@@ -200,7 +218,7 @@ class NodeFrame implements Frame {
       const [view, at, len] = room;
       const avail = input.length - this.off;
       this.handle.writeSync(zlib.constants.ZSTD_e_continue, input, this.off, avail, view, at, len);
-      if (this.error !== undefined) throw new DecodeError(`corrupt zstd data: ${this.error}`);
+      if (this.z.error !== undefined) throw new DecodeError(`corrupt zstd data: ${this.z.error}`);
       const outLeft = this.state[0]!;
       const inLeft = this.state[1]!;
       this.off += avail - inLeft;
@@ -214,9 +232,7 @@ class NodeFrame implements Frame {
     }
   }
 
-  close(): void {
-    this.handle.close();
-  }
+  close(): void {}
 }
 
 const EMPTY = new Uint8Array(0);
