@@ -124,7 +124,7 @@ async function fetchPartitions(url: string, selectors: string[], output: string 
   try {
     const chosen = uniqueSelection(img.partitions, selectors);
     const outs = await outputPaths(chosen, img.partitions, output);
-    const results = await pool(chosen, c.jobs, (p, i) => writePartition(img, p, outs[i]!, { ...v, progress: c.progress, warn: c.warn }), img.decodeBudget(c.jobsGiven));
+    const results = await pool(chosen, c.jobs, (p, i) => writePartition(img, p, outs[i]!, { ...v, progress: c.progress, warn: c.warn, syncWrites: true }), img.decodeBudget(c.jobsGiven));
     c.progress.close();
     report(results, img.metadataSha384, summaryBase(url, img.stats(), started, c), c);
   } finally {
@@ -178,7 +178,7 @@ async function sequentialFetch(
         if (i < 0) return undefined;
         const p = chosen[i]!;
         const t = await openTarget(outs[i]!, { size: image.uncompressedSize });
-        const w = new RangeWriter(t.fh, 0, { behind: t.behind, sparse: t.kind === 'file', limit: image.uncompressedSize, label: image.path, onBytes: (n) => c.progress.written(image.path, n) });
+        const w = new RangeWriter(t.fh, 0, { behind: t.behind, sync: true, sparse: t.kind === 'file', limit: image.uncompressedSize, label: image.path, onBytes: (n) => c.progress.written(image.path, n) });
         targets.set(image.path, { t, w, p });
         c.progress.begin({ path: image.path, label: labelOf(p), total: image.uncompressedSize, compressedTotal: image.compressedSize });
         return w;
@@ -227,7 +227,7 @@ async function fetchDisk(url: string, output: string | undefined, v: { grow: boo
     throw err;
   }
   try {
-    const r = await writeDisk(img, output, { ...v, jobs: c.jobs, jobsGiven: c.jobsGiven, progress: c.progress, warn: c.warn });
+    const r = await writeDisk(img, output, { ...v, jobs: c.jobs, jobsGiven: c.jobsGiven, progress: c.progress, warn: c.warn, syncWrites: true });
     c.progress.close();
     for (const s of r.shrunk) {
       if (!s.grown) c.warn(`${s.label} (#${s.number}): the filesystem image (${s.imageSize} bytes) is smaller than its partition (${s.partitionSize} bytes); use --grow to fill it`);

@@ -10,6 +10,7 @@
  * not zeros.
  */
 import { createHash, type Hash } from 'node:crypto';
+import { writeSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { Writable } from 'node:stream';
 import { CosiError } from '../shared/errors.js';
@@ -32,6 +33,12 @@ export interface RangeWriterOptions {
   onBytes?: (n: number) => void;
   /** Told of every byte handed to the kernel (holes are not written, so not counted). */
   behind?: WriteBehind;
+  /**
+   * Blocking pwrite calls on this thread instead of the thread pool (cosi-fetch
+   * sets it; see writeInPiecesSync). Each call blocks the event loop for one
+   * 128 KiB piece: 0.1 ms with warm memory, about 1.5 ms cold.
+   */
+  sync?: boolean;
   /** For messages. */
   label: string;
 }
@@ -101,7 +108,8 @@ export class RangeWriter extends Writable {
   }
 
   private async writeAll(buf: Buffer, pos: number): Promise<void> {
-    await writeInPieces(this.fh, buf, pos, this.opts.label);
+    if (this.opts.sync) writeInPiecesSync(this.fh.fd, buf, pos, this.opts.label);
+    else await writeInPieces(this.fh, buf, pos, this.opts.label);
     this.opts.behind?.wrote(buf.length);
   }
 
@@ -135,6 +143,27 @@ async function writeInPieces(fh: FileHandle, buf: Buffer, pos: number, label: st
   // Both lanes finish before we return, so no write still reads `buf` once the caller reuses it.
   await Promise.all(Array.from({ length: LANES }, lane));
   if (failure !== undefined) throw failure;
+}
+
+/**
+ * The same pieces written with blocking calls. With decoding in a worker, the
+ * main thread has the time, and a thread-pool write costs two thread
+ * hand-offs per piece: on 2 cores, 1 GiB root to a file took 1.85-2.5 s this
+ * way against 2.9-3.5 s through the pool, with half the system time.
+ */
+function writeInPiecesSync(fd: number, buf: Buffer, pos: number, label: string): void {
+  for (let at = 0; at < buf.length; ) {
+    const end = Math.min(buf.length, at + PIECE);
+    let n: number;
+    try {
+      n = writeSync(fd, buf, at, end - at, pos + at);
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      throw new CosiError('COSI_ERR_IO', `${label}: write failed at byte ${pos + at}: ${e.code ?? e.message}`, { cause: err });
+    }
+    if (n === 0) throw new CosiError('COSI_ERR_IO', `${label}: device accepted no bytes at ${pos + at} (full?)`);
+    at += n;
+  }
 }
 
 /** Write all of `buf` at `pos`: short writes continue, and a write that takes nothing is a full device. */

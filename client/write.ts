@@ -40,6 +40,8 @@ export interface WriteOptions {
    * once stay within one full window plus 64 MiB (see CosiImage.decodeBudget).
    */
   jobsGiven?: number;
+  /** Write with blocking calls on this thread (faster; blocks the event loop per 128 KiB write). */
+  syncWrites?: boolean;
   /** Non-fatal notes for the user (one line each). */
   warn?: (line: string) => void;
 }
@@ -182,6 +184,7 @@ export async function writePartition(img: CosiImage, p: PartitionInfo, outPath: 
   try {
     const w = new RangeWriter(t.fh, 0, {
       behind: t.behind,
+      sync: opts.syncWrites,
       sparse: t.kind === 'file',
       limit: p.image.uncompressedSize,
       digest: opts.verifyAfter ? VERIFY_DIGEST : undefined,
@@ -273,6 +276,7 @@ export async function writeDisk(img: CosiImage, outPath: string, opts: WriteOpti
           try {
             // A scratch file, deleted after the copy below: nothing to write behind.
             const w = new RangeWriter(side.fh, 0, {
+              sync: opts.syncWrites,
               sparse: true,
               limit: p.image.uncompressedSize,
               digest: opts.verifyAfter ? VERIFY_DIGEST : undefined,
@@ -297,6 +301,7 @@ export async function writeDisk(img: CosiImage, outPath: string, opts: WriteOpti
         } else {
           const w = new RangeWriter(t.fh, gp.offset, {
             behind: t.behind,
+            sync: opts.syncWrites,
             sparse,
             limit: gp.size,
             digest: opts.verifyAfter ? VERIFY_DIGEST : undefined,
