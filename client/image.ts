@@ -20,6 +20,7 @@ import type { ByteSource } from '../shared/source.js';
 import { readTarIndex } from '../shared/tar.js';
 import { canDecodeInWorker, createZstdSink, zstdBackend } from '../shared/zstd.js';
 import { CachedSource } from './cached-source.js';
+import { CHUNK_SINK, isChunkSink, type ChunkSink } from './chunk-sink.js';
 import { explainFailure, openCompressed, openImageStream, type ImageStream, type ImageStreamOptions } from './image-stream.js';
 import { Locator, type Located } from './locate.js';
 import type { Progress } from './progress.js';
@@ -260,9 +261,14 @@ export class CosiImage {
       return;
     }
     const [at, o] = await this.where(image, opts);
-    const c = await openCompressed(this.source, image, at, o);
+    // Made before the request, so a sink that cannot be made leaves no response open.
+    const decoder = createZstdSink({ maxWindowLog: this.maxWindowLog, expectedSize: image.uncompressedSize, onData: (b) => sink.put(b) });
+    const c = await openCompressed(this.source, image, at, o).catch((err: unknown) => {
+      decoder.destroy();
+      throw err;
+    });
     try {
-      await pipeline(c.raw, c.tap, createZstdSink({ maxWindowLog: this.maxWindowLog, expectedSize: image.uncompressedSize, onData: (b) => sink.put(b) }));
+      await pipeline(c.raw, c.tap, decoder);
     } catch (err) {
       throw await explainFailure(this.source, image, c, err);
     }
@@ -303,15 +309,6 @@ export class CosiImage {
   }
 }
 
-/** A consumer that is done with a chunk once put() settles, so the decoder may reuse the buffer. */
-export interface ChunkSink {
-  put(chunk: Buffer): Promise<void> | void;
-}
-
-function isChunkSink(x: Writable | ChunkSink): x is ChunkSink {
-  return typeof (x as Partial<ChunkSink>).put === 'function';
-}
-
 /** A sink that only counts: a Writable for stream users, a ChunkSink for pump. */
 export function countingSink(onBytes?: (n: number) => void): Writable & ChunkSink {
   const w = new Writable({
@@ -321,7 +318,7 @@ export function countingSink(onBytes?: (n: number) => void): Writable & ChunkSin
       cb();
     },
   });
-  return Object.assign(w, { put: (chunk: Buffer) => void onBytes?.(chunk.length) });
+  return Object.assign(w, { put: (chunk: Buffer) => void onBytes?.(chunk.length), [CHUNK_SINK]: true as const });
 }
 
 async function collect(s: ImageStream, src: ByteSource, image: ImageFile): Promise<Buffer> {

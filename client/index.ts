@@ -9,8 +9,9 @@
  *   await writePartition(img, root, '/dev/sda2');
  *   await img.close();
  */
-export { CosiImage, open, open as openCosi, countingSink, type ChunkSink, type OpenOptions, type TransferStats, type PumpOptions } from './image.js';
+export { CosiImage, open, open as openCosi, countingSink, type OpenOptions, type TransferStats, type PumpOptions } from './image.js';
 export type { ImageStream } from './image-stream.js';
+export { CHUNK_SINK, type ChunkSink } from './chunk-sink.js';
 export { writePartition, writeDisk, labelOf, defaultFileName, type WriteOptions, type PartitionResult, type DiskResult } from './write.js';
 export { sequentialPass, type SequentialHandlers } from './sequential.js';
 export { BarProgress, JsonProgress, NullProgress, type Progress, type ProgressItem } from './progress.js';

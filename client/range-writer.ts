@@ -14,6 +14,7 @@ import { writeSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { Writable } from 'node:stream';
 import { CosiError } from '../shared/errors.js';
+import { CHUNK_SINK } from './chunk-sink.js';
 import type { WriteBehind } from './write-behind.js';
 
 export const HOLE_BLOCK = 64 * 1024;
@@ -44,6 +45,8 @@ export interface RangeWriterOptions {
 }
 
 export class RangeWriter extends Writable {
+  /** put() is done with a chunk when it settles (see ChunkSink). */
+  readonly [CHUNK_SINK] = true;
   /** Bytes accepted so far (holes included). */
   written = 0;
   /** Bytes skipped as holes. */

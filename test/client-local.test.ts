@@ -339,3 +339,25 @@ test('inspect (table and --json) and verify --json', async () => {
   assert.equal(vj.ok, true);
   assert.equal(vj.images.length, 4);
 });
+
+test('pump lends its buffers only to sinks that say they are done with a chunk when put() settles', async () => {
+  const fx = await packedDisk(SMALL);
+  const img = await open(fx.cosi);
+  try {
+    const root = img.select('root');
+    const want = (await readFile(fx.disk)).subarray(root.gptPartition!.offset, root.gptPartition!.offset + root.image.uncompressedSize);
+    // A Writable with an unrelated put(): written to, never lent anything.
+    const kept: Buffer[] = [];
+    const writable = Object.assign(new Writable({ write: (c: Buffer, _e, cb) => void (kept.push(c), cb()) }), {
+      put: () => assert.fail('put() of a Writable that did not opt in was called'),
+    });
+    await img.pump(root.image, writable);
+    assert.ok(Buffer.concat(kept).equals(want));
+    // A plain object with put() is a ChunkSink: it must copy what it keeps.
+    const copied: Buffer[] = [];
+    await img.pump(root.image, { put: (c: Buffer) => void copied.push(Buffer.from(c)) });
+    assert.ok(Buffer.concat(copied).equals(want));
+  } finally {
+    await img.close();
+  }
+});

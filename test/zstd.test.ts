@@ -359,6 +359,31 @@ for (const mode of modes.filter((m) => m.engine === 'worker')) {
     assert.equal(sha256(Buffer.concat(parts)), sha256(Buffer.concat([realA, realB])));
   });
 
+  test(`[${backend}] a hand-made frame (RLE and raw blocks) whose first pieces arrive a few bytes at a time`, async () => {
+    // Hand-made frame, no checksum: 6-byte header (1 MiB window), an RLE block of 1000 x 0x41,
+    // then a raw last block. The header and the RLE block share a slot with the next byte; three
+    // more single bytes come alone while the worker idles; the rest lands in the first slot
+    // again, over the RLE block, before fzstd (still under 18 bytes) has read it.
+    const raw = Buffer.from('the quick brown fox jumps over the lazy dog');
+    const header = Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0x00, 0x50]);
+    const rle = Buffer.from([((1000 << 3) | 2) & 0xff, ((1000 << 3) | 2) >> 8, 0, 0x41]);
+    const last = (raw.length << 3) | 1;
+    const frame = Buffer.concat([header, rle, Buffer.from([last & 0xff, (last >> 8) & 0xff, last >> 16]), raw]);
+    const want = Buffer.concat([Buffer.alloc(1000, 0x41), raw]);
+    const parts: Buffer[] = [];
+    const sink = createZstdSink({ maxWindowLog: 27, backend: mode.backend, onData: (b) => void parts.push(Buffer.from(b)) });
+    const first = header.length + rle.length + 1;
+    sink.write(frame.subarray(0, first));
+    for (let i = first; i < first + 3; i++) {
+      await sleep(5);
+      sink.write(frame.subarray(i, i + 1));
+    }
+    await sleep(5);
+    sink.end(frame.subarray(first + 3));
+    await once(sink, 'finish');
+    assert.deepEqual(Buffer.concat(parts), want);
+  });
+
   test(`[${backend}] a stalled consumer stops the worker within its rings`, async () => {
     const rnd = randomBytes(32 << 20);
     const stored = zstd('-1', rnd); // incompressible: about as many bytes in as out

@@ -93,6 +93,7 @@ function release(w: Worker, retire: boolean): void {
   w.removeAllListeners();
   w.postMessage({ op: 'close' } satisfies ToWorker);
   if (retire || idle.length >= MAX_IDLE) {
+    w.on('error', () => undefined);
     void w.terminate();
     return;
   }
@@ -175,6 +176,7 @@ class ZstdSink extends Writable {
         this.framesDone++;
       } else {
         this.enterFrame();
+        if (m.internal) throw new CosiError('COSI_ERR_INTERNAL', `zstd worker: ${m.message}`);
         throw m.checksum ? this.policy.checksumMismatch(m.checksum.stored, m.checksum.actual) : new CosiError('COSI_ERR_ZSTD', m.message);
       }
     } catch (err) {
@@ -303,6 +305,8 @@ class ZstdSink extends Writable {
     this.worker = undefined;
     if (w) {
       w.removeAllListeners();
+      // An exception already queued in the worker must not surface as an unhandled 'error'.
+      w.on('error', () => undefined);
       void w.terminate();
     }
     this.failure ??= err ?? new CosiError('COSI_ERR_INTERNAL', 'zstd sink destroyed');

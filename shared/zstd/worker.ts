@@ -30,7 +30,7 @@ export type FromWorker =
   | { op: 'out'; slot: number; len: number }
   | { op: 'in-free'; slot: number }
   | { op: 'frame-done' }
-  | { op: 'error'; message: string; checksum?: { stored: number; actual: number } };
+  | { op: 'error'; message: string; checksum?: { stored: number; actual: number }; internal?: boolean };
 
 /** The handle internals writeSync needs; checked once by sink.ts before any worker is used. */
 interface ZlibHandle {
@@ -160,8 +160,9 @@ class Session {
     } catch (err) {
       this.failed = true;
       this.close();
-      const e = err instanceof DecodeError ? err : new DecodeError(err instanceof Error ? err.message : String(err));
-      post(e.checksum ? { op: 'error', message: e.message, checksum: e.checksum } : { op: 'error', message: e.message });
+      // Anything but a DecodeError is a fault of ours, not of the data.
+      if (!(err instanceof DecodeError)) post({ op: 'error', message: err instanceof Error ? err.message : String(err), internal: true });
+      else post(err.checksum ? { op: 'error', message: err.message, checksum: err.checksum } : { op: 'error', message: err.message });
     }
   }
 }
@@ -236,6 +237,8 @@ class NodeFrame implements Frame {
 }
 
 const EMPTY = new Uint8Array(0);
+/** fzstd buffers input by reference until it holds this many bytes of a frame (its header check). */
+const HEADER_HOLD = 18;
 
 class FzstdFrame implements Frame {
   private readonly d: Decompress;
@@ -243,6 +246,8 @@ class FzstdFrame implements Frame {
   /** Splits the input at block ends: fzstd decodes whatever it is given at once, at most one block is then 128 KiB. */
   private readonly blocks = new FrameScanner(() => undefined, true);
   private pending: Uint8Array[] = [];
+  /** Bytes of this frame pushed so far: fzstd holds on to pieces until it has a whole header. */
+  private pushed = 0;
 
   constructor(private readonly s: Session) {
     this.hash = fzstd!.xxhash.create64(0n);
@@ -257,26 +262,37 @@ class FzstdFrame implements Frame {
     if (this.pending.length === 0) {
       const all = Buffer.from(input.buffer, input.byteOffset + off, input.length - off);
       for (const ev of this.blocks.feed(all)) if (ev.t !== 'end') this.pending.push(ev.bytes);
-      // Runs end at block ends, except the slot's last, which may stop inside a block: fzstd keeps
-      // that piece by reference until the block is whole, and this slot is reused before then.
-      const last = this.pending.length - 1;
-      if (last >= 0) this.pending[last] = new Uint8Array(this.pending[last]!);
     }
     while (this.pending.length > 0) {
       if (!this.s.hasRoom(MAX_BLOCK)) return input.length - this.pendingBytes();
-      this.d.push(this.pending.shift()!, false);
+      let piece = this.pending.shift()!;
+      // fzstd keeps a piece by reference while its block is unfinished (the slot's last run may
+      // stop inside one) and while it has under 18 bytes of the frame; the slot is reused before then.
+      if (this.pending.length === 0 || this.pushed < HEADER_HOLD) piece = new Uint8Array(piece);
+      this.pushed += piece.length;
+      this.push(piece, false);
     }
     return input.length;
   }
 
   finish(checksum: number | undefined): boolean {
     if (!this.s.hasRoom(MAX_BLOCK)) return false;
-    this.d.push(EMPTY, true);
+    this.push(EMPTY, true);
     if (checksum !== undefined) {
       const actual = Number(this.hash.digest() & 0xffffffffn);
       if (actual !== checksum) throw new DecodeError('content checksum mismatch', { stored: checksum, actual });
     }
     return true;
+  }
+
+  /** fzstd throws plain errors for bad data; they are the data's fault, not ours. */
+  private push(piece: Uint8Array, final: boolean): void {
+    try {
+      this.d.push(piece, final);
+    } catch (err) {
+      if (err instanceof DecodeError) throw err;
+      throw new DecodeError(`corrupt zstd data: ${err instanceof Error ? err.message : String(err)}`);
+    }
   }
 
   private pendingBytes(): number {
@@ -311,7 +327,7 @@ function handle(m: ToWorker): void {
           backlog = undefined;
           for (const x of held) handle(x);
         },
-        (err: Error) => post({ op: 'error', message: `cannot load fzstd: ${err.message}` }),
+        (err: Error) => post({ op: 'error', message: `cannot load fzstd: ${err.message}`, internal: true }),
       );
     }
   } else if (m.op === 'close') {

@@ -1,0 +1,18 @@
+/**
+ * A consumer that is done with a chunk once put() settles, so the decoder may
+ * reuse the buffer (the worker decoder lends slots of its ring). A plain
+ * object with put() is one; a Writable is one only when it says so with
+ * CHUNK_SINK, so a put() method alone never gets it lent buffers.
+ */
+import { Writable } from 'node:stream';
+
+export interface ChunkSink {
+  put(chunk: Buffer): Promise<void> | void;
+}
+
+export const CHUNK_SINK: unique symbol = Symbol.for('cosi-stream.chunk-sink');
+
+export function isChunkSink(x: Writable | ChunkSink): x is ChunkSink {
+  if (typeof (x as Partial<ChunkSink>).put !== 'function') return false;
+  return !(x instanceof Writable) || (x as { [CHUNK_SINK]?: boolean })[CHUNK_SINK] === true;
+}
