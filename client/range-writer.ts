@@ -161,10 +161,9 @@ function writeInPiecesSync(fd: number, buf: Buffer, pos: number, label: string):
     try {
       n = writeSync(fd, buf, at, end - at, pos + at);
     } catch (err) {
-      const e = err as NodeJS.ErrnoException;
-      throw new CosiError('COSI_ERR_IO', `${label}: write failed at byte ${pos + at}: ${e.code ?? e.message}`, { cause: err });
+      throw writeFailed(label, pos + at, err);
     }
-    if (n === 0) throw new CosiError('COSI_ERR_IO', `${label}: device accepted no bytes at ${pos + at} (full?)`);
+    if (n === 0) throw acceptedNothing(label, pos + at);
     at += n;
   }
 }
@@ -177,10 +176,19 @@ export async function writeFully(fh: FileHandle, buf: Buffer, pos: number, label
     try {
       ({ bytesWritten: n } = await fh.write(buf, off, buf.length - off, pos + off));
     } catch (err) {
-      const e = err as NodeJS.ErrnoException;
-      throw new CosiError('COSI_ERR_IO', `${label}: write failed at byte ${pos + off}: ${e.code ?? e.message}`, { cause: err });
+      throw writeFailed(label, pos + off, err);
     }
-    if (n === 0) throw new CosiError('COSI_ERR_IO', `${label}: device accepted no bytes at ${pos + off} (full?)`);
+    if (n === 0) throw acceptedNothing(label, pos + off);
     off += n;
   }
+}
+
+/** The two ways a write fails, worded once for the blocking and the thread-pool writers. */
+function writeFailed(label: string, at: number, err: unknown): CosiError {
+  const e = err as NodeJS.ErrnoException;
+  return new CosiError('COSI_ERR_IO', `${label}: write failed at byte ${at}: ${e.code ?? e.message}`, { cause: err });
+}
+
+function acceptedNothing(label: string, at: number): CosiError {
+  return new CosiError('COSI_ERR_IO', `${label}: device accepted no bytes at ${at} (full?)`);
 }

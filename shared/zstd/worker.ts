@@ -35,7 +35,6 @@ export type FromWorker =
 /** The handle internals writeSync needs; checked once by sink.ts before any worker is used. */
 interface ZlibHandle {
   writeSync(flush: number, input: Uint8Array, inOff: number, inLen: number, out: Uint8Array, outOff: number, outLen: number): void;
-  close(): void;
   onerror: (message: string, errno: number, code?: string) => void;
 }
 
@@ -45,7 +44,6 @@ interface Frame {
   feed(input: Uint8Array, off: number): number;
   /** Drains what is left; false while output room is lacking. */
   finish(checksum: number | undefined): boolean;
-  close(): void;
 }
 
 class DecodeError extends Error {
@@ -86,11 +84,6 @@ class Session {
     if (m.op === 'free') this.free.push(m.slot);
     else this.queue.push(m);
     this.pump();
-  }
-
-  close(): void {
-    this.frame?.close();
-    this.frame = undefined;
   }
 
   /** Output room: [view, offset, length] of the current slot, taking a fresh one when needed. */
@@ -151,7 +144,6 @@ class Session {
           if (!this.frame!.finish(m.checksum)) return;
           // Slots never span frames, so the other side can check each frame's size.
           this.ship();
-          this.frame!.close();
           this.frame = undefined;
           post({ op: 'frame-done' });
         }
@@ -159,7 +151,7 @@ class Session {
       }
     } catch (err) {
       this.failed = true;
-      this.close();
+      this.frame = undefined;
       // Anything but a DecodeError is a fault of ours, not of the data.
       if (!(err instanceof DecodeError)) post({ op: 'error', message: err instanceof Error ? err.message : String(err), internal: true });
       else post(err.checksum ? { op: 'error', message: err.message, checksum: err.checksum } : { op: 'error', message: err.message });
@@ -233,7 +225,6 @@ class NodeFrame implements Frame {
     }
   }
 
-  close(): void {}
 }
 
 const EMPTY = new Uint8Array(0);
@@ -298,8 +289,6 @@ class FzstdFrame implements Frame {
   private pendingBytes(): number {
     return this.pending.reduce((a, b) => a + b.length, 0);
   }
-
-  close(): void {}
 }
 
 function post(m: FromWorker): void {
@@ -316,7 +305,6 @@ function handle(m: ToWorker): void {
     return;
   }
   if (m.op === 'open') {
-    session?.close();
     session = new Session(m);
     if (m.backend === 'fzstd' && !fzstd) {
       backlog = [];
@@ -331,7 +319,6 @@ function handle(m: ToWorker): void {
       );
     }
   } else if (m.op === 'close') {
-    session?.close();
     session = undefined;
   } else {
     session?.take(m);
