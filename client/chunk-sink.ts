@@ -5,9 +5,17 @@
  * CHUNK_SINK, so a put() method alone never gets it lent buffers.
  */
 import { Writable } from 'node:stream';
+import type { WriteReport, WriteTarget } from '../shared/positional-write.js';
 
 export interface ChunkSink {
   put(chunk: Buffer): Promise<void> | void;
+  /**
+   * A file the decoder may write itself instead of calling put() (the worker
+   * then writes each piece while it is hot in its cache, and this thread only
+   * hears what was written, through wrote()). Undefined: put() it is.
+   */
+  writeTarget?(): WriteTarget | undefined;
+  wrote?(r: WriteReport): void;
 }
 
 export const CHUNK_SINK: unique symbol = Symbol.for('cosi-stream.chunk-sink');

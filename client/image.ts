@@ -248,7 +248,8 @@ export class CosiImage {
   /**
    * Stream one image into `sink`, turning a decode failure into the right
    * error class. A ChunkSink (one that is done with each chunk when put()
-   * settles) gets the worker decoder and its recycled buffers.
+   * settles) gets the worker decoder and its recycled buffers, or, when it
+   * offers a writeTarget, the worker writes its file directly.
    */
   async pump(image: ImageFile, sink: Writable | ChunkSink, opts: PumpOptions = {}): Promise<void> {
     if (!isChunkSink(sink) || !canDecodeInWorker(zstdBackend())) {
@@ -262,7 +263,12 @@ export class CosiImage {
     }
     const [at, o] = await this.where(image, opts);
     // Made before the request, so a sink that cannot be made leaves no response open.
-    const decoder = createZstdSink({ maxWindowLog: this.maxWindowLog, expectedSize: image.uncompressedSize, onData: (b) => sink.put(b) });
+    // The compressed chunks go from the source through the hash tap into the decoder and nowhere else.
+    const base = { maxWindowLog: this.maxWindowLog, expectedSize: image.uncompressedSize, releaseInput: true };
+    const target = sink.writeTarget?.();
+    const decoder = target && sink.wrote
+      ? createZstdSink({ ...base, target, onWritten: (r) => sink.wrote!(r) })
+      : createZstdSink({ ...base, onData: (b) => sink.put(b) });
     const c = await openCompressed(this.source, image, at, o).catch((err: unknown) => {
       decoder.destroy();
       throw err;
@@ -270,6 +276,8 @@ export class CosiImage {
     try {
       await pipeline(c.raw, c.tap, decoder);
     } catch (err) {
+      // A worker writing the target must have stopped before the caller may close the file.
+      if (!decoder.closed) await new Promise((resolve) => decoder.once('close', resolve));
       throw await explainFailure(this.source, image, c, err);
     }
   }

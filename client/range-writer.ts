@@ -1,29 +1,22 @@
 /**
  * A Writable that puts a stream of bytes at a fixed position of an open file
  * or block device, with positional writes (so several partitions can be
- * written into one disk at once).
+ * written into one disk at once). Sparse mode and the piece size are
+ * shared/positional-write.ts's.
  *
- * Sparse mode (regular files only: the target must read as zeros where we
- * do not write, i.e. a fresh file extended with ftruncate) skips every
- * 64 KiB-aligned block that is all zeros, so a mostly-empty partition costs
- * almost no disk. On a block device every byte is written: old data there is
- * not zeros.
+ * As a ChunkSink it can also hand its file to the decode worker
+ * (writeTarget), which then writes there itself and reports back (wrote).
  */
 import { createHash, type Hash } from 'node:crypto';
-import { writeSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { Writable } from 'node:stream';
-import { CosiError } from '../shared/errors.js';
+import {
+  acceptedNothing, forEachRun, largerThanPartition, PIECE, writeAllSync, writeFailed, type WriteReport, type WriteTarget,
+} from '../shared/positional-write.js';
 import { CHUNK_SINK } from './chunk-sink.js';
 import type { WriteBehind } from './write-behind.js';
 
-export const HOLE_BLOCK = 64 * 1024;
-const ZEROS = Buffer.alloc(HOLE_BLOCK);
-
-function isZero(b: Buffer): boolean {
-  // memcmp against a static zero block: far faster than a JS loop.
-  return b.length <= HOLE_BLOCK ? b.equals(ZEROS.subarray(0, b.length)) : false;
-}
+export { HOLE_BLOCK } from '../shared/positional-write.js';
 
 export interface RangeWriterOptions {
   sparse: boolean;
@@ -36,8 +29,11 @@ export interface RangeWriterOptions {
   behind?: WriteBehind;
   /**
    * Blocking pwrite calls on this thread instead of the thread pool (cosi-fetch
-   * sets it; see writeInPiecesSync). Each call blocks the event loop for one
-   * 128 KiB piece: 0.1 ms with warm memory, about 1.5 ms cold.
+   * sets it). Each call blocks the event loop for one 128 KiB piece: 0.1 ms
+   * with warm memory, about 1.5 ms cold; a thread-pool write costs two thread
+   * hand-offs per piece instead (1 GiB root: 1.85-2.5 s blocking against
+   * 2.9-3.5 s through the pool, on 2 cores). Writes through writeTarget()
+   * are always blocking, in the decode worker.
    */
   sync?: boolean;
   /** For messages. */
@@ -78,54 +74,44 @@ export class RangeWriter extends Writable {
    * the worker decoder can hand over a buffer it reuses.
    */
   async put(chunk: Buffer): Promise<void> {
-    if (this.opts.limit !== undefined && this.written + chunk.length > this.opts.limit) {
-      throw new CosiError('COSI_ERR_INVALID', `${this.opts.label}: image is larger than its partition (${this.opts.limit} bytes)`);
-    }
+    if (this.opts.limit !== undefined && this.written + chunk.length > this.opts.limit) throw largerThanPartition(this.opts.label, this.opts.limit);
     this.hash?.update(chunk);
     const pos = this.base + this.written;
-    if (!this.opts.sparse) {
-      await this.writeAll(chunk, pos);
-    } else {
-      // Split at absolute 64 KiB boundaries; coalesce non-zero blocks into one write.
-      let runStart = -1;
-      let i = 0;
-      while (i < chunk.length) {
-        const abs = pos + i;
-        const end = Math.min(chunk.length, i + (HOLE_BLOCK - (abs % HOLE_BLOCK)));
-        const zero = isZero(chunk.subarray(i, end));
-        if (zero) {
-          if (runStart >= 0) {
-            await this.writeAll(chunk.subarray(runStart, i), pos + runStart);
-            runStart = -1;
-          }
-          this.holes += end - i;
-        } else if (runStart < 0) {
-          runStart = i;
-        }
-        i = end;
-      }
-      if (runStart >= 0) await this.writeAll(chunk.subarray(runStart), pos + runStart);
-    }
+    const runs: Array<[number, number]> = [];
+    this.holes += forEachRun(chunk, pos, this.opts.sparse, (s, e) => void runs.push([s, e]));
+    for (const [s, e] of runs) await this.writeAll(chunk.subarray(s, e), pos + s);
     this.written += chunk.length;
     this.opts.onBytes?.(chunk.length);
   }
 
+  /**
+   * The file as a target the decode worker writes itself, from where this
+   * writer stands; none when a digest of the written bytes is wanted (that
+   * needs the bytes here). Only one writer may use the file meanwhile.
+   */
+  writeTarget(): WriteTarget | undefined {
+    if (this.hash) return undefined;
+    const { limit, sparse, label } = this.opts;
+    return { fd: this.fh.fd, position: this.base + this.written, sparse, label, limit: limit === undefined ? undefined : limit - this.written };
+  }
+
+  /** What the worker wrote through writeTarget(), accounted as put() would have. */
+  wrote(r: WriteReport): void {
+    this.written += r.bytes;
+    this.holes += r.holes;
+    if (r.kernel > 0) this.opts.behind?.wrote(r.kernel);
+    if (r.bytes > 0) this.opts.onBytes?.(r.bytes);
+  }
+
   private async writeAll(buf: Buffer, pos: number): Promise<void> {
-    if (this.opts.sync) writeInPiecesSync(this.fh.fd, buf, pos, this.opts.label);
+    if (this.opts.sync) writeAllSync(this.fh.fd, buf, pos, this.opts.label);
     else await writeInPieces(this.fh, buf, pos, this.opts.label);
     this.opts.behind?.wrote(buf.length);
   }
 
 }
 
-/**
- * Page-cache writes cost far more in large calls when the memory behind the
- * cache is cold (this kernel backs a large write with large folios): 1 GiB
- * written here in 2 MiB calls took 2.0 s, in 128 KiB calls two at a time
- * 0.7 s (warm: 0.15 s either way). So a run is written as 128 KiB pieces,
- * two in flight so the thread pool never waits on our turn-around.
- */
-const PIECE = 128 << 10;
+/** Two pieces in flight, so the thread pool never waits on our turn-around. */
 const LANES = 2;
 
 async function writeInPieces(fh: FileHandle, buf: Buffer, pos: number, label: string): Promise<void> {
@@ -148,26 +134,6 @@ async function writeInPieces(fh: FileHandle, buf: Buffer, pos: number, label: st
   if (failure !== undefined) throw failure;
 }
 
-/**
- * The same pieces written with blocking calls. With decoding in a worker, the
- * main thread has the time, and a thread-pool write costs two thread
- * hand-offs per piece: on 2 cores, 1 GiB root to a file took 1.85-2.5 s this
- * way against 2.9-3.5 s through the pool, with half the system time.
- */
-function writeInPiecesSync(fd: number, buf: Buffer, pos: number, label: string): void {
-  for (let at = 0; at < buf.length; ) {
-    const end = Math.min(buf.length, at + PIECE);
-    let n: number;
-    try {
-      n = writeSync(fd, buf, at, end - at, pos + at);
-    } catch (err) {
-      throw writeFailed(label, pos + at, err);
-    }
-    if (n === 0) throw acceptedNothing(label, pos + at);
-    at += n;
-  }
-}
-
 /** Write all of `buf` at `pos`: short writes continue, and a write that takes nothing is a full device. */
 export async function writeFully(fh: FileHandle, buf: Buffer, pos: number, label: string): Promise<void> {
   let off = 0;
@@ -181,14 +147,4 @@ export async function writeFully(fh: FileHandle, buf: Buffer, pos: number, label
     if (n === 0) throw acceptedNothing(label, pos + off);
     off += n;
   }
-}
-
-/** The two ways a write fails, worded once for the blocking and the thread-pool writers. */
-function writeFailed(label: string, at: number, err: unknown): CosiError {
-  const e = err as NodeJS.ErrnoException;
-  return new CosiError('COSI_ERR_IO', `${label}: write failed at byte ${at}: ${e.code ?? e.message}`, { cause: err });
-}
-
-function acceptedNothing(label: string, at: number): CosiError {
-  return new CosiError('COSI_ERR_IO', `${label}: device accepted no bytes at ${at} (full?)`);
 }

@@ -12,7 +12,7 @@ import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import type { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import tar from 'tar-stream';
+import type * as tar from 'tar-stream';
 import { hasMarker, sniff } from '../shared/archive.js';
 import { windowLogOf } from '../shared/check.js';
 import { CosiError } from '../shared/errors.js';
@@ -77,8 +77,10 @@ async function readAll(entry: AsyncIterable<Buffer>, limit: number, what: string
 
 /** One front-to-back pass. Returns what was seen; images are delivered through `handlers`. */
 export async function sequentialPass(src: HttpSource, handlers: SequentialHandlers): Promise<{ metadata: CosiMetadata; gpt?: Gpt }> {
+  // Loaded here: only a server without Range support needs it (20 ms of every start otherwise).
+  const { default: tarStream } = await import('tar-stream');
   const { body } = await src.openFull();
-  const extract = tar.extract();
+  const extract = tarStream.extract();
   const feeding = feed(body, extract).catch((err: unknown) => {
     extract.destroy(err as Error);
     throw err;

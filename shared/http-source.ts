@@ -12,11 +12,12 @@ import { setMaxListeners } from 'node:events';
 import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { Agent, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
+import { Agent, request } from './undici.js';
 import { CosiError, type ErrorCode } from './errors.js';
 import { FileSource } from './file-source.js';
 import { etagMatches, isStrongEtag, parseContentRange, parseHttpDate, parseUnsatisfiedContentRange } from './range.js';
-import type { ByteSource } from './source.js';
+import { markExclusive, type ByteSource } from './source.js';
 
 // Required, not imported: an ESM import of node:http builds its facade by reading every
 // export, which loads Node's bundled undici (20 ms of start-up) for one status table.
@@ -348,7 +349,7 @@ export class HttpSource implements ByteSource {
     checkSpan(offset, length);
     if (length <= 0) return Readable.from([]);
     const ac = new AbortController();
-    return new PumpStream(() => this.pull(offset, length, ac.signal, true), ac, this.root.signal, this.name);
+    return new PumpStream(() => this.pull(offset, length, ac.signal, true), ac, this.root.signal, this.name, true);
   }
 
   /**
@@ -596,7 +597,7 @@ export class HttpSource implements ByteSource {
       this.emit(range ? { type: 'request', url: name, range } : { type: 'request', url: name });
       let res: Dispatcher.ResponseData;
       try {
-        res = await this.dispatcher.request({
+        res = await request(this.dispatcher, {
           origin: url.origin,
           path: url.pathname + url.search,
           method,
@@ -749,6 +750,8 @@ class PumpStream extends Readable {
     private readonly ac: AbortController,
     private readonly parent: AbortSignal,
     private readonly label: string,
+    /** Mark chunks as this stream's alone (see markExclusive): read() keeps some, stream() never. */
+    private readonly exclusive = false,
   ) {
     super({ highWaterMark: STREAM_HIGH_WATER });
     if (parent.aborted) queueMicrotask(this.onParentAbort);
@@ -770,6 +773,7 @@ class PumpStream extends Readable {
     try {
       for await (const chunk of this.source()) {
         if (this.destroyed) return;
+        if (this.exclusive) markExclusive(chunk);
         if (!this.push(chunk)) await new Promise<void>((resolve) => (this.wake = resolve));
         if (this.destroyed) return;
       }

@@ -20,3 +20,31 @@ export interface ByteSource {
   stream(offset: number, length: number): Readable;
   close(): Promise<void>;
 }
+
+/**
+ * Chunks that exist only for the stream that produced them: HttpSource's
+ * stream() yields each socket read as it came, a buffer of its own that
+ * nothing else references. Node frees such a buffer only when a garbage
+ * collection finds it dead, and on a thread that allocates little else that
+ * is rare: 20-35 MiB of read buffers waited at a time (a third of the
+ * client's memory budget), and were faulted in again once handed back.
+ * A consumer that is the last to see a chunk (only pump() knows that; a
+ * stream can be piped to several consumers) gives it back at once with
+ * releaseChunk. Marked are ArrayBuffers a chunk covers whole, so a slice, a
+ * pooled small buffer or a cached head is never touched.
+ */
+const exclusive = new WeakSet<ArrayBufferLike>();
+
+/** Detaching frees the memory at once; runtimes without transfer() (Node 20) leave it to the GC. */
+const canRelease = typeof (ArrayBuffer.prototype as { transfer?: unknown }).transfer === 'function';
+
+export function markExclusive(chunk: Uint8Array): void {
+  if (canRelease && chunk.byteOffset === 0 && chunk.byteLength === chunk.buffer.byteLength) exclusive.add(chunk.buffer);
+}
+
+/** Gives a marked chunk's memory back; views of it read as empty afterwards. Unmarked chunks are left alone. */
+export function releaseChunk(chunk: Uint8Array): void {
+  const ab = chunk.buffer;
+  if (!exclusive.delete(ab) || chunk.byteOffset !== 0 || chunk.byteLength !== ab.byteLength) return;
+  (ab as ArrayBuffer & { transfer(n: number): ArrayBuffer }).transfer(0);
+}

@@ -15,6 +15,7 @@ import { CosiError } from '../shared/errors.js';
 import { FileSource } from '../shared/file-source.js';
 import { HttpSource, openSource, type HttpSourceEvent, type HttpSourceOptions } from '../shared/http-source.js';
 import { formatContentRange, parseRangeHeader } from '../shared/range.js';
+import { releaseChunk } from '../shared/source.js';
 import { startFaultProxy, type Fault, type FaultProxy } from './fault-proxy.js';
 import { packedDisk, SMALL } from './fixtures.js';
 import { freePort, startNginx, startPlainHttpServer, type RunningServer } from './nginx.js';
@@ -134,6 +135,35 @@ describe('reads and streams against nginx', () => {
     const mid = await drain(src.stream(3 * MiB + 7, 2 * MiB + 3));
     assert.ok(mid.equals(big.subarray(3 * MiB + 7, 5 * MiB + 10)));
     assert.deepEqual(src.stats, { requests: 2, bytes: big.length + 2 * MiB + 3 });
+  });
+
+  test('stream() chunks may be released by their last consumer; read() results never are', async () => {
+    const canRelease = typeof (ArrayBuffer.prototype as { transfer?: unknown }).transfer === 'function';
+    const src = new HttpSource(http('/big.bin'), FAST);
+    let released = 0;
+    let offset = 0;
+    for await (const c of src.stream(0, 4 * MiB) as AsyncIterable<Buffer>) {
+      // Checked before release: the bytes are right, then given back.
+      assert.ok(c.equals(big.subarray(offset, offset + c.length)));
+      offset += c.length;
+      const len = c.length;
+      releaseChunk(c);
+      if (c.length === 0 && len > 0) released++;
+    }
+    assert.equal(offset, 4 * MiB);
+    // Socket reads are buffers of their own, so on a runtime with transfer() most are given back.
+    if (canRelease) assert.ok(released > 0, 'no chunk was released');
+    else assert.equal(released, 0);
+    // read() may hand back a socket read as is (and the head cache keeps it): never marked.
+    const r = await src.read(0, 1000);
+    releaseChunk(r);
+    assert.equal(r.length, 1000);
+    assert.ok(r.equals(big.subarray(0, 1000)));
+    // A slice or an unmarked buffer is left alone.
+    const own = Buffer.from(big.subarray(0, 4096));
+    releaseChunk(own);
+    releaseChunk(own.subarray(0, 10));
+    assert.equal(own.length, 4096);
   });
 
   test('stream() past the end of the file is an error, not a short stream', async () => {

@@ -3,24 +3,55 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes, randomInt } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, fstatSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isCosiError } from '../shared/errors.js';
-import { canDecodeInWorker, compressFile, createZstdDecoder, createZstdSink, hasNodeZstd, readFrameHeader, zstdBackend } from '../shared/zstd.js';
+import { canDecodeInWorker, compressFile, createZstdDecoder, createZstdSink, hasNodeZstd, readFrameHeader, zstdBackend, type ZstdDecoderOptions } from '../shared/zstd.js';
+import type { WriteReport, WriteTarget } from '../shared/positional-write.js';
 
 type Backend = 'node' | 'fzstd';
 const backends: Backend[] = hasNodeZstd() ? ['fzstd', 'node'] : ['fzstd'];
-/** Each backend through both engines: the Transform (decoder.ts) and the worker sink (sink.ts). */
+/**
+ * Each backend through every engine: the Transform (decoder.ts), the worker
+ * sink lending its ring (sink.ts, onData), and the worker writing a file
+ * itself (sink.ts, target).
+ */
 interface Mode {
   backend: Backend;
-  engine: 'stream' | 'worker';
+  engine: 'stream' | 'worker' | 'file';
 }
 const modes: Mode[] = backends.flatMap((backend) => [
   { backend, engine: 'stream' as const },
-  ...(canDecodeInWorker(backend) ? [{ backend, engine: 'worker' as const }] : []),
+  ...(canDecodeInWorker(backend) ? [{ backend, engine: 'worker' as const }, { backend, engine: 'file' as const }] : []),
 ]);
+let fileNo = 0;
+
+/** A worker sink writing into a fresh file; `result()` reads the file back once the sink is done. */
+function fileSink(o: Omit<ZstdDecoderOptions, 'backend'> & { backend: Backend }, target: Partial<WriteTarget> = {}) {
+  const path = join(dir, `out-${fileNo++}`);
+  const fd = openSync(path, 'w+');
+  const reports: WriteReport[] = [];
+  const sink = createZstdSink({
+    ...o,
+    target: { fd, position: 0, sparse: false, label: 'test image', ...target },
+    onWritten: (r) => void reports.push({ ...r }),
+  });
+  // The fd may be closed only once the sink has closed (the worker has stopped).
+  const closed = new Promise<void>((resolve) => sink.once('close', resolve)).then(() => closeSync(fd));
+  return {
+    sink,
+    reports,
+    path,
+    async result(): Promise<Buffer> {
+      await closed;
+      const out = readFileSync(path);
+      rmSync(path, { force: true });
+      return out;
+    },
+  };
+}
 const label = (m: Mode) => `${m.backend}/${m.engine}`;
 
 let dir: string;
@@ -62,8 +93,9 @@ async function decode(
     ...(opts.expectedSize === undefined ? {} : { expectedSize: opts.expectedSize }),
   };
   const parts: Buffer[] = [];
+  const file = mode.engine === 'file' ? fileSink(o) : undefined;
   // The worker engine lends its buffers: keep copies.
-  const dec = mode.engine === 'stream' ? createZstdDecoder(o) : createZstdSink({ ...o, onData: (b) => void parts.push(Buffer.from(b)) });
+  const dec = file?.sink ?? (mode.engine === 'stream' ? createZstdDecoder(o) : createZstdSink({ ...o, onData: (b) => void parts.push(Buffer.from(b)) }));
   const done = new Promise<unknown>((resolve) => {
     if (mode.engine === 'stream') {
       dec.on('data', (b: Buffer) => parts.push(b));
@@ -79,6 +111,8 @@ async function decode(
   }
   if (!dec.destroyed) dec.end();
   const err = await done;
+  // A file holds what was written before a failure, as the ring's consumer holds what it was given.
+  if (file) parts.push(await file.result());
   return err === undefined ? { out: Buffer.concat(parts) } : { out: Buffer.concat(parts), err };
 }
 
@@ -94,6 +128,10 @@ async function decodeToHash(input: Buffer, mode: Mode, maxWindowLog: number): Pr
     const sink = createZstdSink({ maxWindowLog, backend: mode.backend, onData: take });
     sink.end(input);
     await once(sink, 'finish');
+  } else if (mode.engine === 'file') {
+    const f = fileSink({ maxWindowLog, backend: mode.backend });
+    f.sink.end(input);
+    take(await f.result());
   } else {
     const dec = createZstdDecoder({ maxWindowLog, backend: mode.backend });
     dec.on('data', take);
@@ -446,6 +484,85 @@ for (const mode of modes.filter((m) => m.engine === 'worker')) {
       const good = await decode(bZst, mode, { expectedSize: realB.length });
       assert.equal(good.err, undefined);
       assert.equal(sha256(good.out), sha256(realB));
+    }
+  });
+}
+
+for (const mode of modes.filter((m) => m.engine === 'file')) {
+  const backend = label(mode);
+  const o = { maxWindowLog: 27, backend: mode.backend };
+
+  test(`[${backend}] sparse target: zero blocks are holes, counted, and the reports add up`, async () => {
+    // 1 MiB data, 2 MiB zeros, 256 KiB data, 64 KiB + 100 bytes of zeros: the tail block is not aligned.
+    const a = realA.subarray(0, 1 << 20);
+    const b = realB.subarray(0, 256 << 10);
+    const plain = Buffer.concat([a, Buffer.alloc(2 << 20), b, Buffer.alloc((64 << 10) + 100)]);
+    const f = fileSink({ ...o, expectedSize: plain.length }, { sparse: true, position: 0 });
+    f.sink.end(zstd('-3', plain));
+    await once(f.sink, 'finish');
+    const st = statSync(f.path);
+    const out = await f.result();
+    // Holes are not written: the file is only as long as its last data byte; the caller sizes it.
+    assert.equal(out.length, a.length + (2 << 20) + b.length);
+    assert.ok(out.equals(plain.subarray(0, out.length)));
+    const sum = f.reports.reduce((x, r) => ({ bytes: x.bytes + r.bytes, holes: x.holes + r.holes, kernel: x.kernel + r.kernel }), { bytes: 0, holes: 0, kernel: 0 });
+    assert.deepEqual(sum, { bytes: plain.length, holes: (2 << 20) + (64 << 10) + 100, kernel: a.length + b.length });
+    assert.ok(st.blocks * 512 < a.length + b.length + (256 << 10), `allocated ${st.blocks * 512}`);
+  });
+
+  test(`[${backend}] target position and limit: an image larger than its partition is refused before it is written past`, async () => {
+    const ok = fileSink({ ...o }, { position: 4096 });
+    ok.sink.end(bZst);
+    const out = await ok.result();
+    assert.ok(out.subarray(4096).equals(realB));
+    const f = fileSink({ ...o }, { limit: realB.length - 1 });
+    const err = await new Promise((resolve) => {
+      f.sink.on('error', resolve);
+      f.sink.end(bZst);
+    });
+    assert.ok(isCosiError(err, 'COSI_ERR_INVALID'), String(err));
+    assert.match((err as Error).message, /test image: image is larger than its partition/);
+    assert.ok((await f.result()).length <= realB.length - 1);
+  });
+
+  test(`[${backend}] a write that fails is COSI_ERR_IO with the offset`, async () => {
+    const path = join(dir, `ro-${fileNo++}`);
+    writeFileSync(path, '');
+    const fd = openSync(path, 'r');
+    const sink = createZstdSink({ ...o, target: { fd, position: 0, sparse: false, label: 'ro' }, onWritten: () => undefined });
+    const err = await new Promise((resolve) => {
+      sink.on('error', resolve);
+      sink.end(bZst);
+    });
+    if (!sink.closed) await new Promise((resolve) => sink.once('close', resolve));
+    closeSync(fd);
+    assert.ok(isCosiError(err, 'COSI_ERR_IO'), String(err));
+    assert.match((err as Error).message, /^ro: write failed at byte 0: EBADF/);
+  });
+
+  test(`[${backend}] a destroyed sink closes only after its worker stopped writing, so the fd can be closed and reused`, async () => {
+    const plain = Buffer.concat(Array.from({ length: 8 }, () => realA));
+    const zst = zstd('-1', plain);
+    for (let round = 0; round < 3; round++) {
+      const path = join(dir, `big-${fileNo++}`);
+      const fd = openSync(path, 'w');
+      const sink = createZstdSink({ ...o, target: { fd, position: 0, sparse: false, label: 'big' }, onWritten: () => undefined });
+      sink.on('error', () => undefined);
+      sink.write(zst);
+      // Let the worker get going, then stop it in the middle of its writes.
+      await sleep(20 + round * 20);
+      sink.destroy();
+      await new Promise((resolve) => sink.once('close', resolve));
+      closeSync(fd);
+      // The next file opened gets the same descriptor number; nothing may land in it.
+      const other = join(dir, `other-${fileNo++}`);
+      const fd2 = openSync(other, 'w');
+      assert.equal(fd2, fd);
+      await sleep(100);
+      assert.equal(fstatSync(fd2).size, 0);
+      closeSync(fd2);
+      rmSync(path, { force: true });
+      rmSync(other, { force: true });
     }
   });
 }

@@ -2,9 +2,10 @@
  * Decoder backends; one instance decodes exactly one frame. node:zlib where
  * the runtime has it (fast), fzstd otherwise (pure JavaScript).
  */
+import { createRequire } from 'node:module';
 import * as zlib from 'node:zlib';
-import { Decompress } from 'fzstd';
-import xxhash, { type XXHash, type XXHashAPI } from 'xxhash-wasm';
+import type { Decompress } from 'fzstd';
+import type { XXHash, XXHashAPI } from 'xxhash-wasm';
 import { CosiError, isCosiError } from '../errors.js';
 import { BIG_CHUNK } from './frame.js';
 
@@ -123,6 +124,8 @@ export class NodeFrameDecoder implements FrameDecoder {
 }
 
 let xxhashApi: Promise<XXHashAPI> | undefined;
+/** Loaded on the first fzstd frame: a runtime with node:zlib zstd never needs it (20 ms of start-up). */
+let fzstd: typeof import('fzstd') | undefined;
 
 export class FzstdFrameDecoder implements FrameDecoder {
   private readonly d: Decompress;
@@ -132,7 +135,8 @@ export class FzstdFrameDecoder implements FrameDecoder {
   private hash: XXHash<bigint> | undefined;
 
   constructor(emit: Emit) {
-    this.d = new Decompress((data) => {
+    fzstd ??= createRequire(import.meta.url)('fzstd') as typeof import('fzstd');
+    this.d = new fzstd.Decompress((data) => {
       if (data.length === 0) return;
       this.hash!.update(data);
       // fzstd hands out a fresh array per block, so wrapping without a copy is safe.
@@ -147,7 +151,7 @@ export class FzstdFrameDecoder implements FrameDecoder {
    */
   async write(bytes: Buffer): Promise<void> {
     // The WebAssembly module compiles once per process, on the first fzstd frame.
-    this.hash ??= (await (xxhashApi ??= xxhash())).create64(0n);
+    this.hash ??= (await (xxhashApi ??= import('xxhash-wasm').then((x) => x.default()))).create64(0n);
     if (this.full) await new Promise<void>((r) => (this.wake = r));
     this.push(bytes, false);
   }

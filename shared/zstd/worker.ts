@@ -1,9 +1,12 @@
 /**
  * The decode worker (see sink.ts for the other side). One session at a time:
- * compressed bytes arrive in slots of a shared input ring, decoded bytes go
- * into slots of a shared output ring, and only slot numbers cross the thread
- * boundary. Nothing is allocated per chunk, so a 1 GiB image costs no garbage
- * and no page faults beyond the rings and the zstd window.
+ * compressed bytes arrive in slots of a shared input ring, and only slot
+ * numbers cross the thread boundary. Decoded bytes go either into slots of a
+ * shared output ring (lent to the caller), or, given a WriteTarget, straight
+ * into the caller's file from a small buffer of our own, written while it is
+ * still in this core's cache; then only counts go back. Nothing is allocated
+ * per chunk, so a 1 GiB image costs no garbage and no page faults beyond the
+ * buffers and the zstd window.
  *
  * node:zlib is driven through its handle's writeSync with our own output
  * buffer: the stream API allocates a fresh output buffer for every chunk,
@@ -13,10 +16,20 @@ import { parentPort } from 'node:worker_threads';
 import * as zlib from 'node:zlib';
 import type { Decompress } from 'fzstd';
 import type { XXHash, XXHashAPI } from 'xxhash-wasm';
+import { CosiError } from '../errors.js';
+import { TargetWriter, type WriteReport, type WriteTarget } from '../positional-write.js';
 import { FrameScanner, MAX_BLOCK, type ZstdBackend } from './frame.js';
 
 export type ToWorker =
-  | { op: 'open'; backend: ZstdBackend; maxWindowLog: number; input: SharedArrayBuffer; inSlot: number; output: SharedArrayBuffer; outSlot: number }
+  | {
+      op: 'open';
+      backend: ZstdBackend;
+      maxWindowLog: number;
+      input: SharedArrayBuffer;
+      inSlot: number;
+      /** Decoded bytes go to the ring, or with `target` to that file. */
+      out: { ring: SharedArrayBuffer; slot: number } | { target: WriteTarget; cap?: number };
+    }
   /** The next input bytes begin a frame. */
   | { op: 'frame' }
   | { op: 'in'; slot: number; len: number }
@@ -28,9 +41,13 @@ export type ToWorker =
 
 export type FromWorker =
   | { op: 'out'; slot: number; len: number }
+  /** Target mode: bytes written since the last report (never spanning frames). */
+  | ({ op: 'wrote' } & WriteReport)
+  /** Target mode: `len` more decoded bytes would pass the cap; nothing of them was written. */
+  | { op: 'over'; len: number }
   | { op: 'in-free'; slot: number }
   | { op: 'frame-done' }
-  | { op: 'error'; message: string; checksum?: { stored: number; actual: number }; internal?: boolean };
+  | { op: 'error'; message: string; checksum?: { stored: number; actual: number }; internal?: boolean; code?: string };
 
 /** The handle internals writeSync needs; checked once by sink.ts before any worker is used. */
 interface ZlibHandle {
@@ -55,16 +72,132 @@ class DecodeError extends Error {
 /** fzstd and its checksum hasher, loaded on the first fzstd session (node:zlib sessions never need them). */
 let fzstd: { Decompress: typeof Decompress; xxhash: XXHashAPI } | undefined;
 
-class Session {
-  private readonly queue: ToWorker[] = [];
-  private readonly free: number[] = [];
-  private readonly inView: Uint8Array;
-  private readonly outView: Uint8Array;
-  private readonly outSlot: number;
-  private readonly inSlot: number;
-  /** Output slot being filled, and how full it is. */
+/** Where decoded bytes go; the decoders ask it for room and say how much they produced. */
+interface Output {
+  /** [view, offset, length] of free room; undefined while there is none. */
+  room(): [Uint8Array, number, number] | undefined;
+  /** Room for at least `n` more bytes without waiting. */
+  hasRoom(n: number): boolean;
+  produced(n: number): void;
+  /** Hands on what was produced (at a frame's end: nothing may span frames). */
+  ship(): void;
+  free(slot: number): void;
+}
+
+/** Slots of the shared ring, each lent to the other side until it frees it. */
+class RingOutput implements Output {
+  private readonly view: Uint8Array;
+  private readonly idle: number[] = [];
   private cur = -1;
   private curLen = 0;
+
+  constructor(ring: SharedArrayBuffer, private readonly slot: number) {
+    this.view = new Uint8Array(ring);
+    for (let i = 0; i < ring.byteLength / slot; i++) this.idle.push(i);
+  }
+
+  room(): [Uint8Array, number, number] | undefined {
+    if (this.cur < 0) {
+      const s = this.idle.shift();
+      if (s === undefined) return undefined;
+      this.cur = s;
+      this.curLen = 0;
+    }
+    return [this.view, this.cur * this.slot + this.curLen, this.slot - this.curLen];
+  }
+
+  hasRoom(n: number): boolean {
+    const inCur = this.cur < 0 ? 0 : this.slot - this.curLen;
+    return inCur + this.idle.length * this.slot >= n;
+  }
+
+  produced(n: number): void {
+    this.curLen += n;
+    if (this.curLen === this.slot) this.ship();
+  }
+
+  ship(): void {
+    if (this.cur < 0) return;
+    if (this.curLen > 0) post({ op: 'out', slot: this.cur, len: this.curLen });
+    else this.idle.unshift(this.cur);
+    this.cur = -1;
+    this.curLen = 0;
+  }
+
+  free(slot: number): void {
+    this.idle.push(slot);
+  }
+}
+
+/**
+ * A buffer small enough to stay in this core's cache between decoding and
+ * writing it; counts are reported every REPORT_EVERY bytes and at frame ends.
+ */
+const FILE_BUF = 256 << 10;
+const REPORT_EVERY = 2 << 20;
+
+class OverCap extends Error {
+  constructor(readonly len: number) {
+    super('over the cap');
+  }
+}
+
+class FileOutput implements Output {
+  private readonly buf = new Uint8Array(FILE_BUF);
+  private len = 0;
+  private total = 0;
+  private unreported = 0;
+  private readonly writer: TargetWriter;
+
+  constructor(target: WriteTarget, private readonly cap: number | undefined) {
+    this.writer = new TargetWriter(target);
+  }
+
+  room(): [Uint8Array, number, number] {
+    return [this.buf, this.len, FILE_BUF - this.len];
+  }
+
+  hasRoom(): boolean {
+    return true;
+  }
+
+  produced(n: number): void {
+    this.len += n;
+    if (this.len === FILE_BUF) this.flush();
+  }
+
+  ship(): void {
+    this.flush();
+    if (this.unreported > 0) this.report();
+  }
+
+  free(): void {}
+
+  private flush(): void {
+    if (this.len === 0) return;
+    // The other side counts every byte too, but only after it is written: a bomb is stopped here.
+    if (this.cap !== undefined && this.total + this.len > this.cap) {
+      if (this.unreported > 0) this.report();
+      throw new OverCap(this.len);
+    }
+    this.writer.put(this.buf.subarray(0, this.len));
+    this.total += this.len;
+    this.unreported += this.len;
+    this.len = 0;
+    if (this.unreported >= REPORT_EVERY) this.report();
+  }
+
+  private report(): void {
+    this.unreported = 0;
+    post({ op: 'wrote', ...this.writer.take() });
+  }
+}
+
+class Session {
+  private readonly queue: ToWorker[] = [];
+  private readonly inView: Uint8Array;
+  private readonly inSlot: number;
+  readonly out: Output;
   /** How far into the head 'in' op we are. */
   private inOff = 0;
   private frame: Frame | undefined;
@@ -73,59 +206,26 @@ class Session {
 
   constructor(private readonly o: Extract<ToWorker, { op: 'open' }>) {
     this.inView = new Uint8Array(o.input);
-    this.outView = new Uint8Array(o.output);
     this.inSlot = o.inSlot;
-    this.outSlot = o.outSlot;
-    const slots = o.output.byteLength / o.outSlot;
-    for (let i = 0; i < slots; i++) this.free.push(i);
+    this.out = 'ring' in o.out ? new RingOutput(o.out.ring, o.out.slot) : new FileOutput(o.out.target, o.out.cap);
   }
 
   take(m: ToWorker): void {
-    if (m.op === 'free') this.free.push(m.slot);
+    if (m.op === 'free') this.out.free(m.slot);
     else this.queue.push(m);
     this.pump();
   }
 
-  /** Output room: [view, offset, length] of the current slot, taking a fresh one when needed. */
-  room(): [Uint8Array, number, number] | undefined {
-    if (this.cur < 0) {
-      const s = this.free.shift();
-      if (s === undefined) return undefined;
-      this.cur = s;
-      this.curLen = 0;
-    }
-    return [this.outView, this.cur * this.outSlot + this.curLen, this.outSlot - this.curLen];
-  }
-
-  /** Room for at least `n` more bytes without waiting (the current slot plus free ones). */
-  hasRoom(n: number): boolean {
-    const inCur = this.cur < 0 ? 0 : this.outSlot - this.curLen;
-    return inCur + this.free.length * this.outSlot >= n;
-  }
-
-  produced(n: number): void {
-    this.curLen += n;
-    if (this.curLen === this.outSlot) this.ship();
-  }
-
-  /** Copies bytes in (fzstd), shipping full slots; the caller checked hasRoom. */
+  /** Copies bytes in (fzstd); the caller checked hasRoom. */
   put(b: Uint8Array): void {
     let off = 0;
     while (off < b.length) {
-      const [view, at, len] = this.room()!;
+      const [view, at, len] = this.out.room()!;
       const n = Math.min(len, b.length - off);
       view.set(b.subarray(off, off + n), at);
       off += n;
-      this.produced(n);
+      this.out.produced(n);
     }
-  }
-
-  ship(): void {
-    if (this.cur < 0) return;
-    if (this.curLen > 0) post({ op: 'out', slot: this.cur, len: this.curLen });
-    else this.free.unshift(this.cur);
-    this.cur = -1;
-    this.curLen = 0;
   }
 
   private pump(): void {
@@ -142,8 +242,8 @@ class Session {
           post({ op: 'in-free', slot: m.slot });
         } else if (m.op === 'end') {
           if (!this.frame!.finish(m.checksum)) return;
-          // Slots never span frames, so the other side can check each frame's size.
-          this.ship();
+          // Slots and reports never span frames, so the other side can check each frame's size.
+          this.out.ship();
           this.frame = undefined;
           post({ op: 'frame-done' });
         }
@@ -152,8 +252,10 @@ class Session {
     } catch (err) {
       this.failed = true;
       this.frame = undefined;
-      // Anything but a DecodeError is a fault of ours, not of the data.
-      if (!(err instanceof DecodeError)) post({ op: 'error', message: err instanceof Error ? err.message : String(err), internal: true });
+      // A DecodeError is the data's fault, a CosiError the target's (a write failed); anything else is ours.
+      if (err instanceof OverCap) post({ op: 'over', len: err.len });
+      else if (err instanceof CosiError) post({ op: 'error', message: err.message, code: err.code });
+      else if (!(err instanceof DecodeError)) post({ op: 'error', message: err instanceof Error ? err.message : String(err), internal: true });
       else post(err.checksum ? { op: 'error', message: err.message, checksum: err.checksum } : { op: 'error', message: err.message });
     }
   }
@@ -206,7 +308,7 @@ class NodeFrame implements Frame {
   /** True once libzstd has given all it can for this input; false when output room ran out first. */
   private run(input: Uint8Array): boolean {
     for (;;) {
-      const room = this.s.room();
+      const room = this.s.out.room();
       if (!room) return false;
       const [view, at, len] = room;
       const avail = input.length - this.off;
@@ -216,7 +318,7 @@ class NodeFrame implements Frame {
       const inLeft = this.state[1]!;
       this.off += avail - inLeft;
       this.consumed += avail - inLeft;
-      this.s.produced(len - outLeft);
+      this.s.out.produced(len - outLeft);
       if (outLeft > 0) {
         // With room to spare libzstd stops early only at its frame's end, and we feed it exactly one frame.
         if (inLeft > 0) throw new DecodeError(`corrupt zstd data: decoder stopped after ${this.consumed} frame bytes, ${inLeft} before the frame's end`);
@@ -242,11 +344,14 @@ class FzstdFrame implements Frame {
 
   constructor(private readonly s: Session) {
     this.hash = fzstd!.xxhash.create64(0n);
-    this.d = new fzstd!.Decompress((data) => {
+    // Lent blocks (our patch): fzstd decodes every block into one buffer, which put() copies at once,
+    // instead of a fresh 128 KiB array per block left for this thread's rare collections.
+    const Lending = fzstd!.Decompress as unknown as new (ondata: (data: Uint8Array, final: boolean) => void, lend: boolean) => Decompress;
+    this.d = new Lending((data) => {
       if (data.length === 0) return;
       this.hash.update(data);
       this.s.put(data);
-    });
+    }, true);
   }
 
   feed(input: Uint8Array, off: number): number {
@@ -255,7 +360,7 @@ class FzstdFrame implements Frame {
       for (const ev of this.blocks.feed(all)) if (ev.t !== 'end') this.pending.push(ev.bytes);
     }
     while (this.pending.length > 0) {
-      if (!this.s.hasRoom(MAX_BLOCK)) return input.length - this.pendingBytes();
+      if (!this.s.out.hasRoom(MAX_BLOCK)) return input.length - this.pendingBytes();
       let piece = this.pending.shift()!;
       // fzstd keeps a piece by reference while its block is unfinished (the slot's last run may
       // stop inside one) and while it has under 18 bytes of the frame; the slot is reused before then.
@@ -267,7 +372,7 @@ class FzstdFrame implements Frame {
   }
 
   finish(checksum: number | undefined): boolean {
-    if (!this.s.hasRoom(MAX_BLOCK)) return false;
+    if (!this.s.out.hasRoom(MAX_BLOCK)) return false;
     this.push(EMPTY, true);
     if (checksum !== undefined) {
       const actual = Number(this.hash.digest() & 0xffffffffn);
@@ -276,12 +381,13 @@ class FzstdFrame implements Frame {
     return true;
   }
 
-  /** fzstd throws plain errors for bad data; they are the data's fault, not ours. */
+  /** fzstd throws plain errors for bad data. */
   private push(piece: Uint8Array, final: boolean): void {
     try {
       this.d.push(piece, final);
     } catch (err) {
-      if (err instanceof DecodeError) throw err;
+      // Ours (from the output, inside fzstd's callback) pass through; fzstd's own are the data's.
+      if (err instanceof DecodeError || err instanceof CosiError || err instanceof OverCap) throw err;
       throw new DecodeError(`corrupt zstd data: ${err instanceof Error ? err.message : String(err)}`);
     }
   }
