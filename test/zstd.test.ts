@@ -335,6 +335,28 @@ for (const mode of modes) {
     assert.equal(o.sha, sha256(plain));
   });
 
+  test(`[${backend}] output many times the window: history wraps, matches straddle the wrap, long and short`, async () => {
+    // A 128 KiB window over 3 MiB: each 100 KiB piece repeats the one before with bytes changed
+    // here and there, so most of it is matches 100 KiB back (long runs and short ones between
+    // the changes). Level 19 splits blocks below 128 KiB, so block starts drift through the ring
+    // and matches straddle its end (with full blocks, history would always end at the ring's end).
+    const piece = 100 * 1024;
+    const parts = [randomBytes(piece)];
+    for (let i = 1; i < 31; i++) {
+      const next = Buffer.from(parts[i - 1]!);
+      for (let j = i % 7; j < piece; j += 7 + (j % 13)) next[j] = (next[j]! + i) & 255;
+      parts.push(next);
+    }
+    const plain = Buffer.concat(parts);
+    const zst = zstd('-19 --zstd=wlog=17', plain);
+    const h = readFrameHeader(zst);
+    assert.ok(h && h.kind === 'frame' && h.windowSize === 1 << 17, JSON.stringify(h));
+    assert.ok(zst.length < plain.length / 2, `compressed to ${zst.length}: the matches are there`);
+    const o = await decode(zst, mode, { expectedSize: plain.length, chunk: 10000 });
+    assert.equal(o.err, undefined);
+    assert.equal(sha256(o.out), sha256(plain));
+  });
+
   test(`[${backend}] content checksum is verified`, async () => {
     // stored checksum damaged, in frame 1 and in frame 2
     const o1 = await decode(flipChecksum(aZst), mode);
