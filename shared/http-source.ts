@@ -306,6 +306,8 @@ export class HttpSource implements ByteSource {
   private sizing: Promise<number> | undefined;
   private root = rootController();
   private readonly dispatcher: Dispatcher;
+  /** Body chunks are ours alone only from our own Agent; a caller's dispatcher may keep them (recorders, caches). */
+  private readonly ownChunks: boolean;
   private readonly headers: Record<string, string>;
   private readonly o: ResolvedOptions;
 
@@ -323,6 +325,7 @@ export class HttpSource implements ByteSource {
       onEvent: opts.onEvent,
     };
     this.dispatcher = opts.dispatcher ?? sharedAgent(this.o.connectTimeoutMs);
+    this.ownChunks = opts.dispatcher === undefined;
     this.headers = {};
     for (const [k, v] of Object.entries(opts.headers ?? {})) this.headers[k.toLowerCase()] = v;
   }
@@ -349,7 +352,7 @@ export class HttpSource implements ByteSource {
     checkSpan(offset, length);
     if (length <= 0) return Readable.from([]);
     const ac = new AbortController();
-    return new PumpStream(() => this.pull(offset, length, ac.signal, true), ac, this.root.signal, this.name, true);
+    return new PumpStream(() => this.pull(offset, length, ac.signal, true), ac, this.root.signal, this.name, this.ownChunks);
   }
 
   /**

@@ -31,7 +31,8 @@ export interface ByteSource {
  * A consumer that is the last to see a chunk (only pump() knows that; a
  * stream can be piped to several consumers) gives it back at once with
  * releaseChunk. Marked are ArrayBuffers a chunk covers whole, so a slice, a
- * pooled small buffer or a cached head is never touched.
+ * pooled small buffer or a cached head is never touched, and only chunks from
+ * our own undici Agent (a caller's dispatcher may keep what it delivers).
  */
 const exclusive = new WeakSet<ArrayBufferLike>();
 
@@ -42,9 +43,19 @@ export function markExclusive(chunk: Uint8Array): void {
   if (canRelease && chunk.byteOffset === 0 && chunk.byteLength === chunk.buffer.byteLength) exclusive.add(chunk.buffer);
 }
 
+/** Whether releaseChunk would give this chunk's memory back. */
+export function isExclusive(chunk: Uint8Array): boolean {
+  return exclusive.has(chunk.buffer) && chunk.byteOffset === 0 && chunk.byteLength === chunk.buffer.byteLength;
+}
+
 /** Gives a marked chunk's memory back; views of it read as empty afterwards. Unmarked chunks are left alone. */
 export function releaseChunk(chunk: Uint8Array): void {
+  if (!isExclusive(chunk)) return;
   const ab = chunk.buffer;
-  if (!exclusive.delete(ab) || chunk.byteOffset !== 0 || chunk.byteLength !== ab.byteLength) return;
-  (ab as ArrayBuffer & { transfer(n: number): ArrayBuffer }).transfer(0);
+  exclusive.delete(ab);
+  try {
+    (ab as ArrayBuffer & { transfer(n: number): ArrayBuffer }).transfer(0);
+  } catch {
+    // Not detachable after all (a buffer marked untransferable): the GC frees it, as before.
+  }
 }

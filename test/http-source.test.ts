@@ -15,7 +15,8 @@ import { CosiError } from '../shared/errors.js';
 import { FileSource } from '../shared/file-source.js';
 import { HttpSource, openSource, type HttpSourceEvent, type HttpSourceOptions } from '../shared/http-source.js';
 import { formatContentRange, parseRangeHeader } from '../shared/range.js';
-import { releaseChunk } from '../shared/source.js';
+import { isExclusive, releaseChunk } from '../shared/source.js';
+import { Agent } from 'undici';
 import { startFaultProxy, type Fault, type FaultProxy } from './fault-proxy.js';
 import { packedDisk, SMALL } from './fixtures.js';
 import { freePort, startNginx, startPlainHttpServer, type RunningServer } from './nginx.js';
@@ -137,9 +138,10 @@ describe('reads and streams against nginx', () => {
     assert.deepEqual(src.stats, { requests: 2, bytes: big.length + 2 * MiB + 3 });
   });
 
-  test('stream() chunks may be released by their last consumer; read() results never are', async () => {
+  test('stream() chunks from our own Agent may be released by their last consumer; read() results and a caller\'s dispatcher\'s never', async () => {
     const canRelease = typeof (ArrayBuffer.prototype as { transfer?: unknown }).transfer === 'function';
     const src = new HttpSource(http('/big.bin'), FAST);
+    let marked = 0;
     let released = 0;
     let offset = 0;
     for await (const c of src.stream(0, 4 * MiB) as AsyncIterable<Buffer>) {
@@ -147,18 +149,29 @@ describe('reads and streams against nginx', () => {
       assert.ok(c.equals(big.subarray(offset, offset + c.length)));
       offset += c.length;
       const len = c.length;
+      if (isExclusive(c)) marked++;
       releaseChunk(c);
       if (c.length === 0 && len > 0) released++;
     }
     assert.equal(offset, 4 * MiB);
-    // Socket reads are buffers of their own, so on a runtime with transfer() most are given back.
-    if (canRelease) assert.ok(released > 0, 'no chunk was released');
-    else assert.equal(released, 0);
+    // Socket reads are buffers of their own, so on a runtime with transfer() most are marked and given back.
+    if (canRelease) assert.ok(marked > 0 && released === marked, `${marked} marked, ${released} released`);
+    else assert.deepEqual([marked, released], [0, 0]);
     // read() may hand back a socket read as is (and the head cache keeps it): never marked.
-    const r = await src.read(0, 1000);
-    releaseChunk(r);
-    assert.equal(r.length, 1000);
-    assert.ok(r.equals(big.subarray(0, 1000)));
+    for (const len of [1000, 2 * MiB]) {
+      const r = await src.read(MiB, len);
+      assert.equal(isExclusive(r), false);
+      releaseChunk(r);
+      assert.ok(r.equals(big.subarray(MiB, MiB + len)));
+    }
+    // A caller's dispatcher may keep what it delivers (a recorder, a cache): nothing is marked.
+    const agent = new Agent();
+    try {
+      const theirs = new HttpSource(http('/big.bin'), { ...FAST, dispatcher: agent });
+      for await (const c of theirs.stream(0, 2 * MiB) as AsyncIterable<Buffer>) assert.equal(isExclusive(c), false);
+    } finally {
+      await agent.close();
+    }
     // A slice or an unmarked buffer is left alone.
     const own = Buffer.from(big.subarray(0, 4096));
     releaseChunk(own);

@@ -357,6 +357,16 @@ for (const mode of modes) {
     assert.equal(sha256(o.out), sha256(plain));
   });
 
+  test(`[${backend}] an RLE block larger than the frame's block size limit is corrupt data, not a short block`, async () => {
+    // 1 KiB window (so blocks are at most 1 KiB), then a last RLE block claiming 10 KiB of 0x42.
+    const header = Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0x00, 0x00]);
+    const bh = (10240 << 3) | (1 << 1) | 1;
+    const frame = Buffer.concat([header, Buffer.from([bh & 0xff, (bh >> 8) & 0xff, bh >> 16, 0x42])]);
+    const o = await decode(frame, mode);
+    assertCode(o, 'COSI_ERR_ZSTD');
+    assert.ok(o.out.length === 0 || o.out.length === 10240, `a truncated block passed as output: ${o.out.length} bytes`);
+  });
+
   test(`[${backend}] content checksum is verified`, async () => {
     // stored checksum damaged, in frame 1 and in frame 2
     const o1 = await decode(flipChecksum(aZst), mode);
@@ -568,13 +578,19 @@ for (const mode of modes.filter((m) => m.engine === 'file')) {
     for (let round = 0; round < 3; round++) {
       const path = join(dir, `big-${fileNo++}`);
       const fd = openSync(path, 'w');
-      const sink = createZstdSink({ ...o, target: { fd, position: 0, sparse: false, label: 'big' }, onWritten: () => undefined });
+      // Stopped in the middle of its writes: at its first report (2 MiB in), or a little later.
+      let reports = 0;
+      const sink = createZstdSink({
+        ...o,
+        target: { fd, position: 0, sparse: false, label: 'big' },
+        onWritten: () => void (reports++ === round && setImmediate(() => sink.destroy())),
+      });
       sink.on('error', () => undefined);
       sink.write(zst);
-      // Let the worker get going, then stop it in the middle of its writes.
-      await sleep(20 + round * 20);
-      sink.destroy();
       await new Promise((resolve) => sink.once('close', resolve));
+      assert.ok(reports > 0);
+      const written = fstatSync(fd).size;
+      assert.ok(written < plain.length, `the decode had finished (${written} bytes) before it was stopped`);
       closeSync(fd);
       // The next file opened gets the same descriptor number; nothing may land in it.
       const other = join(dir, `other-${fileNo++}`);
