@@ -1,7 +1,9 @@
 /**
  * cosi-fetch: fetch partitions or whole disks from a COSI image over HTTP
  * (or a local path), verifying as it writes. Progress and warnings go to
- * stderr; stdout carries only the table, or the --json summary.
+ * stderr; stdout carries only the table, or the --json summary. Loaded by
+ * cli.ts, which first sets up what must precede loading: the compile cache,
+ * the V8 flags and the decode worker's boot.
  */
 import { join } from 'node:path';
 import { closeSharedAgents, HttpSource } from '../shared/http-source.js';
@@ -12,7 +14,6 @@ import { selectPartition } from '../shared/select.js';
 import type { Gpt } from '../shared/gpt.js';
 import { assertPinned, checkPin, CosiImage, countingSink, pool, type OpenOptions, type TransferStats } from './image.js';
 import { formatBytes } from '../shared/units.js';
-import { warmDecoder } from '../shared/zstd.js';
 import { abortTarget, commitTarget, isDirectory, openTarget, type Target } from './output.js';
 import { BarProgress, JsonProgress, NullProgress, type Progress } from './progress.js';
 import { RangeWriter } from './range-writer.js';
@@ -115,7 +116,6 @@ async function fetchPartitions(url: string, selectors: string[], output: string 
   const started = Date.now();
   let img: CosiImage;
   try {
-    warmDecoder(); // boots while the head of the image is fetched
     img = await CosiImage.open(url, c.open);
   } catch (err) {
     if (isCosiError(err, 'COSI_ERR_RANGE_UNSUPPORTED')) return sequentialFetch(url, selectors, output, v, c, started);
@@ -218,7 +218,6 @@ async function fetchDisk(url: string, output: string | undefined, v: { grow: boo
   const started = Date.now();
   let img: CosiImage;
   try {
-    warmDecoder(); // boots while the head of the image is fetched
     img = await CosiImage.open(url, c.open);
   } catch (err) {
     if (isCosiError(err, 'COSI_ERR_RANGE_UNSUPPORTED')) {
@@ -344,7 +343,6 @@ async function inspect(url: string, c: Common): Promise<void> {
 async function verify(url: string, c: Common): Promise<void> {
   const started = Date.now();
   try {
-    warmDecoder(); // boots while the head of the image is fetched
     const img = await CosiImage.open(url, c.open);
     try {
       const images = await img.verify({ jobs: c.jobs, jobsGiven: c.jobsGiven, progress: c.progress });

@@ -40,7 +40,10 @@ export interface WriteOptions {
    * once stay within one full window plus 64 MiB (see CosiImage.decodeBudget).
    */
   jobsGiven?: number;
-  /** Write with blocking calls on this thread (faster; blocks the event loop per 128 KiB write). */
+  /**
+   * Writes that stay on this thread (with verifyAfter, which hashes them here) are blocking
+   * calls (faster; blocks the event loop per 128 KiB write). Otherwise the decode worker writes.
+   */
   syncWrites?: boolean;
   /** Non-fatal notes for the user (one line each). */
   warn?: (line: string) => void;
