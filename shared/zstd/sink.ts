@@ -99,8 +99,14 @@ export function canDecodeInWorker(backend: ZstdBackend): boolean {
 
 const idle: Worker[] = [];
 
+/** Each worker's stop flag (see stop()). */
+const stopFlags = new WeakMap<Worker, Int32Array>();
+
 function spawn(): Worker {
-  return new Worker(new URL('./worker.js', import.meta.url));
+  const flag = new SharedArrayBuffer(4);
+  const w = new Worker(new URL('./worker.js', import.meta.url), { workerData: { stop: flag } });
+  stopFlags.set(w, new Int32Array(flag));
+  return w;
 }
 
 function acquire(): Worker {
@@ -119,14 +125,36 @@ export function warmDecoder(): void {
 }
 
 function release(w: Worker, retire: boolean): void {
-  w.removeAllListeners();
-  w.postMessage({ op: 'close' } satisfies ToWorker);
   if (retire || idle.length >= MAX_IDLE) {
-    w.on('error', () => undefined);
-    void w.terminate();
+    void stop(w);
     return;
   }
+  w.removeAllListeners();
+  w.postMessage({ op: 'close' } satisfies ToWorker);
   park(w);
+}
+
+/** How long a worker asked to stop may take to reach its next message before it is terminated. */
+const STOP_GRACE_MS = 5000;
+
+/**
+ * Ends a worker between two pieces of its work, resolving once the thread is
+ * gone: the flag makes it exit before the next message it works on (within
+ * one input slot), and the message wakes it if it is idle. terminate() stops
+ * a thread wherever it is, and inside node:zlib's constructor (a handle
+ * made, not yet initialised) that aborts the whole process when the thread's
+ * environment is torn down ("close before init", seen once in CI). Only a
+ * worker still busy after the grace time is terminated. Any exception it had
+ * queued is dropped: its decode is over.
+ */
+function stop(w: Worker): Promise<void> {
+  w.removeAllListeners();
+  w.on('error', () => undefined);
+  const exited = new Promise<void>((resolve) => w.once('exit', () => resolve()));
+  Atomics.store(stopFlags.get(w)!, 0, 1);
+  w.postMessage({ op: 'stop' } satisfies ToWorker);
+  const late = setTimeout(() => void w.terminate(), STOP_GRACE_MS);
+  return exited.finally(() => clearTimeout(late));
 }
 
 /** An idle worker must not keep the process alive, and one that dies while idle just leaves the pool. */
@@ -357,13 +385,10 @@ class ZstdSink extends Writable {
     this.failure ??= err ?? new CosiError('COSI_ERR_INTERNAL', 'zstd sink destroyed');
     this.wake();
     if (!w) return cb(err);
-    w.removeAllListeners();
-    // An exception already queued in the worker must not surface as an unhandled 'error'.
-    w.on('error', () => undefined);
-    const stopped = w.terminate();
+    const stopped = stop(w);
     // A worker writing a target may be inside a write: the sink closes only once it has
     // stopped, so the owner cannot close the fd (and the number be reused) under it.
-    if ('target' in this.out) void stopped.then(() => cb(err), () => cb(err));
+    if ('target' in this.out) void stopped.then(() => cb(err));
     else cb(err);
   }
 }

@@ -12,7 +12,7 @@
  * buffer: the stream API allocates a fresh output buffer for every chunk,
  * which here cost as much as the decoding itself (1 GiB: 2.0 s against 1.2 s).
  */
-import { parentPort } from 'node:worker_threads';
+import { parentPort, workerData } from 'node:worker_threads';
 import * as zlib from 'node:zlib';
 import type { Decompress } from 'fzstd';
 import type { XXHash, XXHashAPI } from 'xxhash-wasm';
@@ -37,7 +37,9 @@ export type ToWorker =
   | { op: 'end'; checksum?: number }
   /** An output slot was consumed and may be filled again. */
   | { op: 'free'; slot: number }
-  | { op: 'close' };
+  | { op: 'close' }
+  /** Wakes an idle worker to see its stop flag (see stopIfAsked). */
+  | { op: 'stop' };
 
 export type FromWorker =
   | { op: 'out'; slot: number; len: number }
@@ -231,6 +233,7 @@ class Session {
   private pump(): void {
     try {
       while (!this.failed && this.queue.length > 0) {
+        stopIfAsked();
         const m = this.queue[0]!;
         if (m.op === 'frame') {
           this.frame = this.o.backend === 'node' ? new NodeFrame(this, (this.zstd ??= new NodeStream(this.o.maxWindowLog))) : new FzstdFrame(this);
@@ -405,7 +408,20 @@ let session: Session | undefined;
 /** Messages held while fzstd loads (once per worker). */
 let backlog: ToWorker[] | undefined;
 
+/**
+ * Set by the other side when it wants this thread gone (see stop() in
+ * sink.ts): checked before each message is worked on, so the thread ends
+ * between two pieces of our own work, never inside node:zlib, and within one
+ * input slot of being asked, however many messages are queued.
+ */
+const stopFlag = new Int32Array((workerData as { stop: SharedArrayBuffer }).stop);
+
+function stopIfAsked(): void {
+  if (Atomics.load(stopFlag, 0) !== 0) process.exit(0);
+}
+
 function handle(m: ToWorker): void {
+  stopIfAsked();
   if (backlog) {
     backlog.push(m);
     return;
