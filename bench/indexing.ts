@@ -6,8 +6,8 @@
  */
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { checkArchive } from '../shared/check.js';
-import { FileSource } from '../shared/file-source.js';
+import { checkArchive } from '../shared/format/check.js';
+import { FileSource } from '../shared/transport/file-source.js';
 import { notAvailable, passIf, type Row } from './report.js';
 import { startCosiServer } from './servers.js';
 import { fmtBytes, summarize, type BenchOptions, type Tools } from './util.js';

@@ -11,8 +11,8 @@ import { copyFile, mkdir, mkdtemp, open, readFile, rename, rm, stat, writeFile }
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { buildDisk, PACK_CLI, type DiskRecipe } from '../test/fixtures.js';
-import { checkArchive } from '../shared/check.js';
-import { FileSource } from '../shared/file-source.js';
+import { checkArchive } from '../shared/format/check.js';
+import { FileSource } from '../shared/transport/file-source.js';
 
 const run = promisify(execFile);
 const MiB = 1024 * 1024;

@@ -5,7 +5,7 @@
  * CHUNK_SINK, so a put() method alone never gets it lent buffers.
  */
 import { Writable } from 'node:stream';
-import type { WriteReport, WriteTarget } from '../shared/positional-write.js';
+import type { WriteReport, WriteTarget } from '../shared/transport/positional-write.js';
 
 export interface ChunkSink {
   put(chunk: Buffer): Promise<void> | void;

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
- * cosi-fetch's entry point (main.ts does the work). What is set here must be
- * in place before main.ts and its dependencies load (about 150 ms here),
+ * cosi-fetch's entry point (cli/main.ts does the work). What is set here must be
+ * in place before cli/main.ts and its dependencies load (about 150 ms here),
  * hence the dynamic imports:
  *
  * - Node >= 22.1 keeps a compile cache of the modules on disk when asked, so
@@ -30,4 +30,4 @@ const args = process.argv.slice(2);
 if (args[0] !== 'inspect' && !args.includes('-h') && !args.includes('--help')) {
   (await import('../shared/zstd/sink.js')).warmDecoder();
 }
-await import('./main.js');
+await import('./cli/main.js');

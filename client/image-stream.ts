@@ -12,10 +12,10 @@ import { createHash, type Hash } from 'node:crypto';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream';
 import { CosiError, isCosiError } from '../shared/errors.js';
-import type { ImageFile } from '../shared/metadata.js';
-import type { ByteSource } from '../shared/source.js';
-import { BLOCK } from '../shared/tar.js';
-import { createZstdDecoder } from '../shared/zstd.js';
+import type { ImageFile } from '../shared/format/metadata.js';
+import type { ByteSource } from '../shared/transport/source.js';
+import { BLOCK } from '../shared/format/tar.js';
+import { createZstdDecoder } from '../shared/zstd/index.js';
 import { headerMatches, type Located } from './locate.js';
 
 /** Counts and hashes compressed bytes, passes exactly `size` of them, checks the hash at the end. */

@@ -15,5 +15,5 @@ export { CHUNK_SINK, type ChunkSink } from './chunk-sink.js';
 export { writePartition, writeDisk, labelOf, defaultFileName, type WriteOptions, type PartitionResult, type DiskResult } from './write.js';
 export { sequentialPass, type SequentialHandlers } from './sequential.js';
 export { BarProgress, JsonProgress, NullProgress, type Progress, type ProgressItem } from './progress.js';
-export type { PartitionInfo, CosiMetadata, ImageFile } from '../shared/metadata.js';
+export type { PartitionInfo, CosiMetadata, ImageFile } from '../shared/format/metadata.js';
 export { CosiError } from '../shared/errors.js';

@@ -6,10 +6,10 @@
  * (COSI 1.0/1.1), the archive's headers are walked once, reading ahead in
  * large blocks, and the walk answers every later question.
  */
-import { predictLayout, type CosiArchive } from '../shared/archive.js';
+import { predictLayout, type CosiArchive } from '../shared/format/archive.js';
 import { CosiError } from '../shared/errors.js';
-import { allImageFiles } from '../shared/metadata.js';
-import { BLOCK, decodeHeader, padded, readTarIndex, type TarEntry } from '../shared/tar.js';
+import { allImageFiles } from '../shared/format/metadata.js';
+import { BLOCK, decodeHeader, padded, readTarIndex, type TarEntry } from '../shared/format/tar.js';
 import type { CachedSource } from './cached-source.js';
 
 export interface Located {

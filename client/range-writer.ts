@@ -2,7 +2,7 @@
  * A Writable that puts a stream of bytes at a fixed position of an open file
  * or block device, with positional writes (so several partitions can be
  * written into one disk at once). Sparse mode and the piece size are
- * shared/positional-write.ts's.
+ * shared/transport/positional-write.ts's.
  *
  * As a ChunkSink it can also hand its file to the decode worker
  * (writeTarget), which then writes there itself and reports back (wrote).
@@ -12,11 +12,11 @@ import type { FileHandle } from 'node:fs/promises';
 import { Writable } from 'node:stream';
 import {
   acceptedNothing, forEachRun, largerThanPartition, PIECE, writeAllSync, writeFailed, type WriteReport, type WriteTarget,
-} from '../shared/positional-write.js';
+} from '../shared/transport/positional-write.js';
 import { CHUNK_SINK } from './chunk-sink.js';
 import type { WriteBehind } from './write-behind.js';
 
-export { HOLE_BLOCK } from '../shared/positional-write.js';
+export { HOLE_BLOCK } from '../shared/transport/positional-write.js';
 
 export interface RangeWriterOptions {
   sparse: boolean;

@@ -13,13 +13,13 @@ import { once } from 'node:events';
 import type { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type * as tar from 'tar-stream';
-import { hasMarker, sniff } from '../shared/archive.js';
-import { windowLogOf } from '../shared/check.js';
+import { hasMarker, sniff } from '../shared/format/archive.js';
+import { windowLogOf } from '../shared/format/check.js';
 import { CosiError } from '../shared/errors.js';
-import { parseGpt, type Gpt } from '../shared/gpt.js';
-import type { HttpSource } from '../shared/http-source.js';
-import { MAX_METADATA_BYTES, parseMetadata, primaryGptRegion, type CosiMetadata, type ImageFile } from '../shared/metadata.js';
-import { createZstdDecoder } from '../shared/zstd.js';
+import { parseGpt, type Gpt } from '../shared/disk/gpt.js';
+import type { HttpSource } from '../shared/transport/http-source.js';
+import { MAX_METADATA_BYTES, parseMetadata, primaryGptRegion, type CosiMetadata, type ImageFile } from '../shared/format/metadata.js';
+import { createZstdDecoder } from '../shared/zstd/index.js';
 import { HashTap } from './image-stream.js';
 
 export interface SequentialHandlers {

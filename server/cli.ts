@@ -4,7 +4,7 @@
  * support. Prints one JSON line to stdout once listening (scripts and tests
  * read the URL from it, which matters with --port 0); logs go to stderr.
  */
-import { runMain } from '../shared/cli.js';
+import { runMain } from '../shared/cli/run.js';
 import { parseConfig, USAGE } from './config.js';
 import { startServer } from './server.js';
 

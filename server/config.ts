@@ -6,8 +6,8 @@
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { CosiError } from '../shared/errors.js';
-import { parseCli } from '../shared/cli.js';
-import { parseRemoteSpec } from './remote-spec.js';
+import { parseCli } from '../shared/cli/run.js';
+import { parseRemoteSpec } from './catalog/remote-spec.js';
 
 export interface ServerConfig {
   /** Catalog directory; undefined serves the built-in sample catalog. */

@@ -9,7 +9,7 @@ import type { Context } from 'hono';
 import type { AppDeps, AppEnv, NetbootConfig } from './http/env.js';
 import { HttpError } from './http/errors.js';
 import { encodePath } from './http/paths.js';
-import type { ArchiveView, IndexRecord } from './indexer.js';
+import type { ArchiveView, IndexRecord } from './catalog/indexer.js';
 
 /** A Host header we are willing to echo into scripts: a name or address and a port, nothing else. */
 const HOST = /^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;

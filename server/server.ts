@@ -12,15 +12,15 @@ import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import { CosiError } from '../shared/errors.js';
 import { createApp } from './app.js';
 import { bearerAuthorizer, loadTokens } from './auth.js';
-import { Catalog } from './catalog.js';
+import { Catalog } from './catalog/catalog.js';
 import { defaultConfig, type ServerConfig } from './config.js';
 import type { AppDeps } from './http/env.js';
 import { errorBody } from './http/errors.js';
 import { rawFastPath } from './http/fast-raw.js';
 import { Gate } from './http/gate.js';
 import { Metrics } from './metrics.js';
-import { RemoteCatalog } from './remote.js';
-import { ensureSampleCatalog } from './sample.js';
+import { RemoteCatalog } from './catalog/remote.js';
+import { ensureSampleCatalog } from './catalog/sample.js';
 
 export type LogSink = (line: Record<string, unknown>) => void;
 

@@ -3,10 +3,10 @@
  * what a client needs to choose an image and a partition without reading
  * metadata.json itself, plus the URLs to fetch them.
  */
-import { primaryGptRegion, type CosiMetadata, type PartitionInfo } from '../shared/metadata.js';
-import { selectPartition } from '../shared/select.js';
+import { primaryGptRegion, type CosiMetadata, type PartitionInfo } from '../shared/format/metadata.js';
+import { selectPartition } from '../shared/format/select.js';
 import { encodePath } from './http/paths.js';
-import type { IndexRecord, PartitionRecord } from './indexer.js';
+import type { IndexRecord, PartitionRecord } from './catalog/indexer.js';
 
 /** KEY=value lines of os-release, unquoted. */
 export function parseOsRelease(text: string): Record<string, string> {

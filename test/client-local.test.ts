@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { open } from '../client/index.js';
-import { hasNodeZstd } from '../shared/zstd.js';
+import { hasNodeZstd } from '../shared/zstd/index.js';
 import { extract, foreignArchive, packedDisk, sh, SHRINKABLE, SMALL, SMALL_4K, SPARSE_BIG, type DiskRecipe, type ForeignFormat } from './fixtures.js';
 import { checkDisk, errorLine, listDir, pyTar, runFetch, sameBytes, freshDirs } from './client-helpers.js';
 

@@ -4,8 +4,8 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { DPS_TYPES, dpsTypeByGuid, dpsTypesByName, dpsNames, rootTypeFor, canonicalArch } from '../shared/dps.js';
-import { parseGpt } from '../shared/gpt.js';
+import { DPS_TYPES, dpsTypeByGuid, dpsTypesByName, dpsNames, rootTypeFor, canonicalArch } from '../shared/disk/dps.js';
+import { parseGpt } from '../shared/disk/gpt.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'cosi-dps-test-'));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));

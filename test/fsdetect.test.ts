@@ -8,9 +8,9 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import fc from 'fast-check';
-import { detectFilesystem, coversPartition, type FsInfo } from '../shared/fsdetect.js';
-import { FileSource } from '../shared/file-source.js';
-import type { ByteSource } from '../shared/source.js';
+import { detectFilesystem, coversPartition, type FsInfo } from '../shared/disk/fsdetect.js';
+import { FileSource } from '../shared/transport/file-source.js';
+import type { ByteSource } from '../shared/transport/source.js';
 
 const run = promisify(execFile);
 const MiB = 1024 * 1024;

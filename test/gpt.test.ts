@@ -5,8 +5,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import fc from 'fast-check';
-import { parseGpt, primaryGptRegionSize, buildBackupGpt, buildGptDisk, decodeGuid, encodeGuid } from '../shared/gpt.js';
-import { crc32, crc32Table } from '../shared/crc32.js';
+import { parseGpt, primaryGptRegionSize, buildBackupGpt, buildGptDisk, decodeGuid, encodeGuid } from '../shared/disk/gpt.js';
+import { crc32, crc32Table } from '../shared/disk/crc32.js';
 import { CosiError, isCosiError } from '../shared/errors.js';
 
 const MiB = 1024 * 1024;

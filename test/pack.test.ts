@@ -6,12 +6,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createRequire } from 'node:module';
-import { openCosi } from '../shared/archive.js';
-import { checkArchive, readSmallImage, windowLogOf } from '../shared/check.js';
-import { FileSource } from '../shared/file-source.js';
-import { parseGpt } from '../shared/gpt.js';
-import { listPartitions, type CosiMetadata } from '../shared/metadata.js';
-import { hasNodeZstd } from '../shared/zstd.js';
+import { openCosi } from '../shared/format/archive.js';
+import { checkArchive, readSmallImage, windowLogOf } from '../shared/format/check.js';
+import { FileSource } from '../shared/transport/file-source.js';
+import { parseGpt } from '../shared/disk/gpt.js';
+import { listPartitions, type CosiMetadata } from '../shared/format/metadata.js';
+import { hasNodeZstd } from '../shared/zstd/index.js';
 import {
   PACK_CLI, REFERENCE, SHRINKABLE, PRESHRUNK, SMALL, SMALL_4K, SPARSE_BIG, packedDisk, sh, type PackedFixture,
 } from './fixtures.js';

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { isCosiError } from '../shared/errors.js';
-import { forEachRun, HOLE_BLOCK, TargetWriter } from '../shared/positional-write.js';
+import { forEachRun, HOLE_BLOCK, TargetWriter } from '../shared/transport/positional-write.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'cosi-pwrite-'));
 after(() => rmSync(dir, { recursive: true, force: true }));

@@ -13,7 +13,7 @@ import {
   parseUnsatisfiedContentRange,
   unsatisfiedContentRange,
   type RangeResult,
-} from '../shared/range.js';
+} from '../shared/transport/range.js';
 
 const r = (...pairs: Array<[number, number]>): RangeResult => ({ kind: 'ranges', ranges: pairs.map(([start, end]) => ({ start, end })) });
 const IGNORE: RangeResult = { kind: 'ignore' };

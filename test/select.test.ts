@@ -3,10 +3,10 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { REFERENCE } from './fixtures.js';
-import { selectPartition, describeChoices } from '../shared/select.js';
-import { listPartitions, primaryGptRegion, allImageFiles, parseMetadata, type CosiMetadata, type PartitionInfo } from '../shared/metadata.js';
+import { selectPartition, describeChoices } from '../shared/format/select.js';
+import { listPartitions, primaryGptRegion, allImageFiles, parseMetadata, type CosiMetadata, type PartitionInfo } from '../shared/format/metadata.js';
 import { CosiError } from '../shared/errors.js';
-import type { Gpt, GptPartition } from '../shared/gpt.js';
+import type { Gpt, GptPartition } from '../shared/disk/gpt.js';
 
 const SAMPLES = join(REFERENCE, 'metadata-samples', 'valid');
 const load = (name: string): CosiMetadata => parseMetadata(readFileSync(join(SAMPLES, name)));

@@ -13,9 +13,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { mkdtemp } from 'node:fs/promises';
 import { http, json, tempCatalog, standardArchives } from './server-helpers.js';
-import { HandleCache } from '../server/handle-cache.js';
+import { HandleCache } from '../server/catalog/handle-cache.js';
 import { FD_CHUNK } from '../server/http/fd-body.js';
-import { identityOf } from '../server/indexer.js';
+import { identityOf } from '../server/catalog/indexer.js';
 import { startServer } from '../server/server.js';
 
 

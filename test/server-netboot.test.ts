@@ -8,7 +8,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { parseGpt } from '../shared/gpt.js';
+import { parseGpt } from '../shared/disk/gpt.js';
 import { parseConfig } from '../server/config.js';
 import { startServer, type RunningServer } from '../server/server.js';
 import { packedDisk, SMALL, SMALL_4K, type PackedFixture } from './fixtures.js';

@@ -13,10 +13,10 @@ import { copyFile, mkdir, mkdtemp, readFile, rename, rm, utimes, writeFile } fro
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { parseGpt } from '../shared/gpt.js';
-import { closeSharedAgents } from '../shared/http-source.js';
+import { parseGpt } from '../shared/disk/gpt.js';
+import { closeSharedAgents } from '../shared/transport/http-source.js';
 import { parseConfig } from '../server/config.js';
-import { parseRemoteList } from '../server/remote-spec.js';
+import { parseRemoteList } from '../server/catalog/remote-spec.js';
 import { startServer, type RunningServer } from '../server/server.js';
 import { packedDisk, pythonTarOffsets, REPO, SMALL, SMALL_4K, type DiskRecipe, type PackedFixture } from './fixtures.js';
 import { startNginx } from './nginx.js';

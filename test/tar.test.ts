@@ -4,11 +4,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
-import { checkArchive } from '../shared/check.js';
+import { checkArchive } from '../shared/format/check.js';
 import { CosiError } from '../shared/errors.js';
-import { FileSource } from '../shared/file-source.js';
-import type { ByteSource } from '../shared/source.js';
-import { readTarIndex, type TarIndex } from '../shared/tar.js';
+import { FileSource } from '../shared/transport/file-source.js';
+import type { ByteSource } from '../shared/transport/source.js';
+import { readTarIndex, type TarIndex } from '../shared/format/tar.js';
 import { foreignArchive, packedDisk, pythonTarOffsets, sh, SMALL, type PackedFixture } from './fixtures.js';
 
 class BufferSource implements ByteSource {

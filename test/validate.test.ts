@@ -5,11 +5,11 @@ import { join } from 'node:path';
 import { REFERENCE } from './fixtures.js';
 import fc from 'fast-check';
 import { Ajv2020 } from 'ajv/dist/2020.js';
-import { validateCosi, formatIssues, type ValidationResult } from '../shared/validate.js';
-import { parseMetadata, normalizeArch, MAX_METADATA_BYTES } from '../shared/metadata.js';
+import { validateCosi, formatIssues, type ValidationResult } from '../shared/format/validate.js';
+import { parseMetadata, normalizeArch, MAX_METADATA_BYTES } from '../shared/format/metadata.js';
 import { CosiError } from '../shared/errors.js';
-import type { TarEntry } from '../shared/tar.js';
-import type { Gpt, GptPartition } from '../shared/gpt.js';
+import type { TarEntry } from '../shared/format/tar.js';
+import type { Gpt, GptPartition } from '../shared/disk/gpt.js';
 
 const REF = REFERENCE;
 const readJson = (p: string): unknown => JSON.parse(readFileSync(join(REF, p), 'utf8'));

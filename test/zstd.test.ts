@@ -8,8 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isCosiError } from '../shared/errors.js';
-import { canDecodeInWorker, compressFile, createZstdDecoder, createZstdSink, hasNodeZstd, readFrameHeader, zstdBackend, type ZstdDecoderOptions } from '../shared/zstd.js';
-import type { WriteReport, WriteTarget } from '../shared/positional-write.js';
+import { canDecodeInWorker, compressFile, createZstdDecoder, createZstdSink, hasNodeZstd, readFrameHeader, zstdBackend, type ZstdDecoderOptions } from '../shared/zstd/index.js';
+import type { WriteReport, WriteTarget } from '../shared/transport/positional-write.js';
 
 type Backend = 'node' | 'fzstd';
 const backends: Backend[] = hasNodeZstd() ? ['fzstd', 'node'] : ['fzstd'];

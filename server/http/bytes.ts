@@ -20,7 +20,7 @@ import {
   parseRangeHeader,
   unsatisfiedContentRange,
   type ByteRange,
-} from '../../shared/range.js';
+} from '../../shared/transport/range.js';
 import { errorBody } from './errors.js';
 import { sendFdRange } from './fd-body.js';
 

@@ -4,7 +4,7 @@
  * shared services.
  */
 import type { HttpBindings } from '@hono/node-server';
-import type { Catalog } from '../catalog.js';
+import type { Catalog } from '../catalog/catalog.js';
 import type { Metrics } from '../metrics.js';
 import type { Gate } from './gate.js';
 

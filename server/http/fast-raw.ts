@@ -15,9 +15,9 @@ import type { AppDeps, RequestStats } from './env.js';
 import { describeError, notFound } from './errors.js';
 import { transferTo } from './transfer.js';
 import { readExactSync, SYNC_READ_MAX } from './fd-body.js';
-import { formatContentRange } from '../../shared/range.js';
-import type { OpenArchive } from '../catalog.js';
-import type { IndexRecord } from '../indexer.js';
+import { formatContentRange } from '../../shared/transport/range.js';
+import type { OpenArchive } from '../catalog/catalog.js';
+import type { IndexRecord } from '../catalog/indexer.js';
 import type { Metrics } from '../metrics.js';
 
 const PREFIX = '/cosi/';

@@ -4,15 +4,15 @@
  * path after /v1/images/ is matched against the index rather than a pattern.
  */
 import { Hono, type Context } from 'hono';
-import { primaryGptRegion } from '../../shared/metadata.js';
-import { selectPartition } from '../../shared/select.js';
-import type { OpenArchive } from '../catalog.js';
+import { primaryGptRegion } from '../../shared/format/metadata.js';
+import { selectPartition } from '../../shared/format/select.js';
+import type { OpenArchive } from '../catalog/catalog.js';
 import { sendDecompressed } from '../http/decompress.js';
 import type { AppDeps, AppEnv } from '../http/env.js';
 import { HttpError, notFound } from '../http/errors.js';
 import { rawPathAfter, safeSegments } from '../http/paths.js';
 import { bufferBody, originHeaders, sliceOf, transfer } from '../http/transfer.js';
-import type { PartitionRecord } from '../indexer.js';
+import type { PartitionRecord } from '../catalog/indexer.js';
 import { baseUrl, installPlan, ipxeScript } from '../netboot.js';
 import { summarize } from '../summary.js';
 

@@ -1,11 +1,11 @@
 #!/usr/bin/env node
 import { readFile } from 'node:fs/promises';
 import { CosiError } from '../errors.js';
-import { FileSource } from '../file-source.js';
-import { checkArchive } from '../check.js';
-import { intOption, parseCli, runMain } from '../cli.js';
-import { parseMetadata, type Bootloader } from '../metadata.js';
-import { formatIssues, validateCosi, type ValidationResult } from '../validate.js';
+import { FileSource } from '../transport/file-source.js';
+import { checkArchive } from '../format/check.js';
+import { intOption, parseCli, runMain } from '../cli/run.js';
+import { parseMetadata, type Bootloader } from '../format/metadata.js';
+import { formatIssues, validateCosi, type ValidationResult } from '../format/validate.js';
 import { packDisk } from './pack.js';
 import { readPackageFile } from './osinfo.js';
 

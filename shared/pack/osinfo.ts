@@ -7,7 +7,7 @@ import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { CosiError } from '../errors.js';
-import type { OsPackage } from '../metadata.js';
+import type { OsPackage } from '../format/metadata.js';
 
 const run = promisify(execFile);
 

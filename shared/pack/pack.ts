@@ -14,12 +14,12 @@ import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import tar from 'tar-stream';
 import { CosiError } from '../errors.js';
-import { FileSource } from '../file-source.js';
-import { dpsTypeByGuid } from '../dps.js';
-import { coversPartition, detectFilesystem, type FsInfo } from '../fsdetect.js';
-import { parseGpt, primaryGptRegionSize, type Gpt, type GptPartition } from '../gpt.js';
-import { normalizeArch, type Bootloader, type CosiMetadata, type Filesystem, type GptDiskRegion, type ImageFile, type OsPackage } from '../metadata.js';
-import { compressFile } from '../zstd.js';
+import { FileSource } from '../transport/file-source.js';
+import { dpsTypeByGuid } from '../disk/dps.js';
+import { coversPartition, detectFilesystem, type FsInfo } from '../disk/fsdetect.js';
+import { parseGpt, primaryGptRegionSize, type Gpt, type GptPartition } from '../disk/gpt.js';
+import { normalizeArch, type Bootloader, type CosiMetadata, type Filesystem, type GptDiskRegion, type ImageFile, type OsPackage } from '../format/metadata.js';
+import { compressFile } from '../zstd/index.js';
 import { readExtFile } from './osinfo.js';
 
 const run = promisify(execFile);

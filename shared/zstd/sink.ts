@@ -29,8 +29,8 @@ import { Writable } from 'node:stream';
 import { Worker } from 'node:worker_threads';
 import * as zlib from 'node:zlib';
 import { CosiError, type ErrorCode } from '../errors.js';
-import type { WriteReport, WriteTarget } from '../positional-write.js';
-import { releaseChunk } from '../source.js';
+import type { WriteReport, WriteTarget } from '../transport/positional-write.js';
+import { releaseChunk } from '../transport/source.js';
 import { hasNodeZstd, zstdError } from './backends.js';
 import { FrameScanner, type FrameHeader, type ScanEvent, type ZstdBackend } from './frame.js';
 import { DecodePolicy, zstdBackend, type ZstdDecoderOptions } from './policy.js';
@@ -50,7 +50,7 @@ export type ZstdSinkOptions = ZstdDecoderOptions & {
     | {
         /**
          * The worker writes decoded bytes into this file itself (with
-         * shared/positional-write.ts) and reports here what it wrote, at least
+         * shared/transport/positional-write.ts) and reports here what it wrote, at least
          * every 2 MiB and at each frame's end. The fd must stay open until the
          * sink has finished or closed: a destroyed sink stops the worker first.
          */

@@ -17,7 +17,7 @@ import * as zlib from 'node:zlib';
 import type { Decompress } from 'fzstd';
 import type { XXHash, XXHashAPI } from 'xxhash-wasm';
 import { CosiError } from '../errors.js';
-import { TargetWriter, type WriteReport, type WriteTarget } from '../positional-write.js';
+import { TargetWriter, type WriteReport, type WriteTarget } from '../transport/positional-write.js';
 import { FrameScanner, MAX_BLOCK, type ZstdBackend } from './frame.js';
 
 export type ToWorker =

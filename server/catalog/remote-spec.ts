@@ -5,9 +5,9 @@
  * segments), so every route treats local and remote ids alike.
  */
 import { readFile } from 'node:fs/promises';
-import { CosiError } from '../shared/errors.js';
-import type { RemoteSpec } from './config.js';
-import { safeSegments } from './http/paths.js';
+import { CosiError } from '../../shared/errors.js';
+import type { RemoteSpec } from '../config.js';
+import { safeSegments } from '../http/paths.js';
 
 const COSI_EXT = '.cosi';
 

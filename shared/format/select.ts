@@ -3,8 +3,8 @@
  * 'images/root.raw.zst', any DPS type name) into exactly one partition, or a
  * one-line error that lists what could have been chosen.
  */
-import { CosiError } from './errors.js';
-import { dpsNames } from './dps.js';
+import { CosiError } from '../errors.js';
+import { dpsNames } from '../disk/dps.js';
 import type { PartitionInfo } from './metadata.js';
 
 /** Convenience spellings for type names. */

@@ -3,7 +3,7 @@
  * chosen by the error's class, and nothing else (no stack unless COSI_DEBUG).
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { CosiError, exitCodeOf, oneLine } from './errors.js';
+import { CosiError, exitCodeOf, oneLine } from '../errors.js';
 
 export async function runMain(prog: string, main: () => Promise<number | void>): Promise<void> {
   try {

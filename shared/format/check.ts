@@ -6,13 +6,13 @@
 import { createHash } from 'node:crypto';
 import { finished } from 'node:stream/promises';
 import { openCosi, type CosiArchive } from './archive.js';
-import { CosiError, isCosiError, oneLine } from './errors.js';
-import { parseGpt, type Gpt } from './gpt.js';
+import { CosiError, isCosiError, oneLine } from '../errors.js';
+import { parseGpt, type Gpt } from '../disk/gpt.js';
 import { primaryGptRegion, type CosiMetadata, type ImageFile } from './metadata.js';
-import type { ByteSource } from './source.js';
+import type { ByteSource } from '../transport/source.js';
 import type { TarEntry } from './tar.js';
 import { validateCosi, type ValidationResult } from './validate.js';
-import { createZstdDecoder } from './zstd.js';
+import { createZstdDecoder } from '../zstd/index.js';
 
 export interface ArchiveCheck {
   archive: CosiArchive;

@@ -6,12 +6,12 @@
  */
 import { createHash } from 'node:crypto';
 import type { Stats } from 'node:fs';
-import { checkArchive } from '../shared/check.js';
-import { oneLine } from '../shared/errors.js';
-import { listPartitions, type CosiMetadata, type PartitionInfo } from '../shared/metadata.js';
-import type { ByteSource } from '../shared/source.js';
-import type { TarEntry } from '../shared/tar.js';
-import type { ValidationIssue } from '../shared/validate.js';
+import { checkArchive } from '../../shared/format/check.js';
+import { oneLine } from '../../shared/errors.js';
+import { listPartitions, type CosiMetadata, type PartitionInfo } from '../../shared/format/metadata.js';
+import type { ByteSource } from '../../shared/transport/source.js';
+import type { TarEntry } from '../../shared/format/tar.js';
+import type { ValidationIssue } from '../../shared/format/validate.js';
 
 /** What identifies the bytes behind a path: a rename or rewrite changes at least one. */
 export interface FileIdentity {

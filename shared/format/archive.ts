@@ -4,9 +4,9 @@
  * metadata are read, never image data, so cost follows the entry count.
  */
 import { createHash } from 'node:crypto';
-import { CosiError } from './errors.js';
+import { CosiError } from '../errors.js';
 import { MAX_METADATA_BYTES, parseMetadata, type CosiMetadata } from './metadata.js';
-import type { ByteSource } from './source.js';
+import type { ByteSource } from '../transport/source.js';
 import { BLOCK, padded, readTarIndex, type TarEntry, type TarIndex } from './tar.js';
 
 export const COSI_MARKER = 'cosi-marker';

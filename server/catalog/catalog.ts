@@ -13,12 +13,12 @@ import { lstat, open, readdir, realpath, stat, type FileHandle } from 'node:fs/p
 import { join, relative, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import { LRUCache } from 'lru-cache';
-import { CosiError } from '../shared/errors.js';
-import { HttpError } from './http/errors.js';
+import { CosiError } from '../../shared/errors.js';
+import { HttpError } from '../http/errors.js';
 import { HandleCache, type Handle } from './handle-cache.js';
-import { HandleSource, streamRange } from './handle-source.js';
+import { HandleSource, streamRange } from '../../shared/transport/handle-source.js';
 import { identityKey, identityOf, indexArchive, recordWeight, sameIdentity, type FileIdentity, type IndexRecord } from './indexer.js';
-import type { Metrics } from './metrics.js';
+import type { Metrics } from '../metrics.js';
 import type { RemoteCatalog } from './remote.js';
 import { verifyRecord } from './verify.js';
 

@@ -1,7 +1,7 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
-import { CosiError } from './errors.js';
+import { CosiError } from '../errors.js';
 import type { ByteSource } from './source.js';
 
 /** A local file as a ByteSource. One handle, opened lazily and shared by reads. */

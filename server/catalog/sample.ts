@@ -11,9 +11,9 @@ import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, open, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { CosiError } from '../shared/errors.js';
-import { buildGptDisk } from '../shared/gpt.js';
-import { packDisk } from '../shared/pack/pack.js';
+import { CosiError } from '../../shared/errors.js';
+import { buildGptDisk } from '../../shared/disk/gpt.js';
+import { packDisk } from '../../shared/pack/pack.js';
 
 const run = promisify(execFile);
 const MiB = 1024 * 1024;

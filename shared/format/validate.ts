@@ -9,7 +9,7 @@
  * them, and fields a revision did not have yet count as unknown for it.
  */
 import type { TarEntry } from './tar.js';
-import type { Gpt } from './gpt.js';
+import type { Gpt } from '../disk/gpt.js';
 
 export interface ValidationIssue {
   /** JSON path like 'disk.gptRegions[2].number', or 'tar[0]' for a tar entry. */

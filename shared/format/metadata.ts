@@ -7,9 +7,9 @@
  * that code dereferences, nothing more. Spec conformance is validate.ts's job,
  * so a reader can still inspect a document that breaks a MUST.
  */
-import { CosiError } from './errors.js';
-import { dpsTypeByGuid } from './dps.js';
-import type { Gpt, GptPartition } from './gpt.js';
+import { CosiError } from '../errors.js';
+import { dpsTypeByGuid } from '../disk/dps.js';
+import type { Gpt, GptPartition } from '../disk/gpt.js';
 
 /** metadata.json is read into memory whole; refuse anything absurd before decoding. */
 export const MAX_METADATA_BYTES = 64 * 1024 * 1024;

@@ -6,7 +6,7 @@
 import { createReadStream } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
-import type { ByteSource } from '../shared/source.js';
+import type { ByteSource } from './source.js';
 
 /** Large reads: the kernel's readahead does the rest, and fewer syscalls per GiB. */
 export const READ_CHUNK = 1 << 20;

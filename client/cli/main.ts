@@ -6,19 +6,19 @@
  * the V8 flags and the decode worker's boot.
  */
 import { join } from 'node:path';
-import { closeSharedAgents, HttpSource } from '../shared/http-source.js';
-import { CosiError, isCosiError } from '../shared/errors.js';
-import { intOption, parseCli, runMain } from '../shared/cli.js';
-import { allImageFiles, listPartitions, type CosiMetadata, type ImageFile, type PartitionInfo } from '../shared/metadata.js';
-import { selectPartition } from '../shared/select.js';
-import type { Gpt } from '../shared/gpt.js';
-import { assertPinned, checkPin, CosiImage, countingSink, pool, type OpenOptions, type TransferStats } from './image.js';
-import { formatBytes } from '../shared/units.js';
-import { abortTarget, commitTarget, isDirectory, openTarget, type Target } from './output.js';
-import { BarProgress, JsonProgress, NullProgress, type Progress } from './progress.js';
-import { RangeWriter } from './range-writer.js';
-import { sequentialPass } from './sequential.js';
-import { defaultFileName, labelOf, writeDisk, writePartition, type PartitionResult } from './write.js';
+import { closeSharedAgents, HttpSource } from '../../shared/transport/http-source.js';
+import { CosiError, isCosiError } from '../../shared/errors.js';
+import { intOption, parseCli, runMain } from '../../shared/cli/run.js';
+import { allImageFiles, listPartitions, type CosiMetadata, type ImageFile, type PartitionInfo } from '../../shared/format/metadata.js';
+import { selectPartition } from '../../shared/format/select.js';
+import type { Gpt } from '../../shared/disk/gpt.js';
+import { assertPinned, checkPin, CosiImage, countingSink, pool, type OpenOptions, type TransferStats } from '../image.js';
+import { formatBytes } from '../../shared/units.js';
+import { abortTarget, commitTarget, isDirectory, openTarget, type Target } from '../output.js';
+import { BarProgress, JsonProgress, NullProgress, type Progress } from '../progress.js';
+import { RangeWriter } from '../range-writer.js';
+import { sequentialPass } from '../sequential.js';
+import { defaultFileName, labelOf, writeDisk, writePartition, type PartitionResult } from '../write.js';
 
 const PROG = 'cosi-fetch';
 

@@ -14,7 +14,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import type { Dispatcher } from 'undici';
 import { Agent, request } from './undici.js';
-import { CosiError, type ErrorCode } from './errors.js';
+import { CosiError, type ErrorCode } from '../errors.js';
 import { FileSource } from './file-source.js';
 import { etagMatches, isStrongEtag, parseContentRange, parseHttpDate, parseUnsatisfiedContentRange } from './range.js';
 import { markExclusive, type ByteSource } from './source.js';

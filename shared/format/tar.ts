@@ -7,8 +7,8 @@
  * GNU long names ('L'/'K') and GNU base-256 sizes (members of 8 GiB and more),
  * and stops at the end-of-archive marker, ignoring whatever follows it.
  */
-import { CosiError } from './errors.js';
-import type { ByteSource } from './source.js';
+import { CosiError } from '../errors.js';
+import type { ByteSource } from '../transport/source.js';
 
 export const BLOCK = 512;
 

@@ -9,7 +9,7 @@
  * written: old data there is not zeros.
  */
 import { writeSync } from 'node:fs';
-import { CosiError } from './errors.js';
+import { CosiError } from '../errors.js';
 
 export const HOLE_BLOCK = 64 * 1024;
 const ZEROS = Buffer.alloc(HOLE_BLOCK);

@@ -9,7 +9,7 @@
  * costs one range fetch). Parsers never throw on malformed bytes: anything
  * that does not check out is simply "not this format".
  */
-import type { ByteSource } from './source.js';
+import type { ByteSource } from '../transport/source.js';
 
 export interface FsInfo {
   /** Kernel name: ext2 | ext3 | ext4 | vfat | xfs | btrfs | squashfs | erofs | swap | unknown. */

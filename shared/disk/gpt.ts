@@ -8,7 +8,7 @@
  */
 
 import { randomUUID } from 'node:crypto';
-import { CosiError } from './errors.js';
+import { CosiError } from '../errors.js';
 import { crc32 } from './crc32.js';
 
 export interface GptPartition {

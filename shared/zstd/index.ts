@@ -1,0 +1,10 @@
+/**
+ * zstd behind one small interface: a streaming decoder (node:zlib when the
+ * runtime has it, fzstd otherwise), the same decode in a worker for bulk
+ * writers (sink.ts), and a file-range encoder for the writer.
+ */
+export { readFrameHeader, type FrameHeader, type ZstdBackend } from './frame.js';
+export { hasNodeZstd } from './backends.js';
+export { createZstdDecoder, zstdBackend, type ZstdDecoderOptions } from './decoder.js';
+export { canDecodeInWorker, createZstdSink, warmDecoder, type ZstdSinkOptions } from './sink.js';
+export { compressFile, type CompressOptions, type CompressResult } from './encoder.js';
