@@ -13,7 +13,9 @@ import { DEFAULT_HEAD_BYTES, hasMarker, openCosi, sniff, type CosiArchive } from
 import { windowLogOf } from '../shared/format/check.js';
 import { CosiError, isCosiError } from '../shared/errors.js';
 import { parseGpt, type Gpt } from '../shared/disk/gpt.js';
-import { openSource, type HttpSource, type HttpSourceOptions } from '../shared/transport/http-source.js';
+import { openSource } from '../shared/transport/open.js';
+import type { HttpSource } from '../shared/transport/http/source.js';
+import type { HttpSourceOptions } from '../shared/transport/http/options.js';
 import { allImageFiles, listPartitions, primaryGptRegion, type CosiMetadata, type ImageFile, type PartitionInfo } from '../shared/format/metadata.js';
 import { selectPartition } from '../shared/format/select.js';
 import type { ByteSource } from '../shared/transport/source.js';

@@ -17,7 +17,7 @@ import { hasMarker, sniff } from '../shared/format/archive.js';
 import { windowLogOf } from '../shared/format/check.js';
 import { CosiError } from '../shared/errors.js';
 import { parseGpt, type Gpt } from '../shared/disk/gpt.js';
-import type { HttpSource } from '../shared/transport/http-source.js';
+import type { HttpSource } from '../shared/transport/http/source.js';
 import { MAX_METADATA_BYTES, parseMetadata, primaryGptRegion, type CosiMetadata, type ImageFile } from '../shared/format/metadata.js';
 import { createZstdDecoder } from '../shared/zstd/index.js';
 import { HashTap } from './image-stream.js';

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { copyFile, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { closeSharedAgents } from '../shared/transport/http-source.js';
+import { closeSharedAgents } from '../shared/transport/http/agent.js';
 import { pythonTarOffsets } from './fixtures.js';
 import { startFaultProxy } from './fault-proxy.js';
 import { startNginx, type RunningServer } from './nginx.js';

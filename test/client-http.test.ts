@@ -13,7 +13,7 @@ import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createHash } from 'node:crypto';
 import { open } from '../client/index.js';
-import { closeSharedAgents } from '../shared/transport/http-source.js';
+import { closeSharedAgents } from '../shared/transport/http/agent.js';
 import { packedDisk, SMALL, type DiskRecipe, type PackedFixture } from './fixtures.js';
 import { startNginx, startPlainHttpServer, type RunningServer } from './nginx.js';
 import { startFaultProxy } from './fault-proxy.js';

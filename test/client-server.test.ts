@@ -14,7 +14,7 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { closeSharedAgents } from '../shared/transport/http-source.js';
+import { closeSharedAgents } from '../shared/transport/http/agent.js';
 import { packedDisk, SMALL, type DiskRecipe, type PackedFixture } from './fixtures.js';
 import { startFaultProxy } from './fault-proxy.js';
 import { http, json, run } from './server-helpers.js';

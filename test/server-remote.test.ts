@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseGpt } from '../shared/disk/gpt.js';
-import { closeSharedAgents } from '../shared/transport/http-source.js';
+import { closeSharedAgents } from '../shared/transport/http/agent.js';
 import { parseConfig } from '../server/config.js';
 import { parseRemoteList } from '../server/catalog/remote-spec.js';
 import { startServer, type RunningServer } from '../server/server.js';

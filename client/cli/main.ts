@@ -6,7 +6,8 @@
  * the V8 flags and the decode worker's boot.
  */
 import { join } from 'node:path';
-import { closeSharedAgents, HttpSource } from '../../shared/transport/http-source.js';
+import { closeSharedAgents } from '../../shared/transport/http/agent.js';
+import { HttpSource } from '../../shared/transport/http/source.js';
 import { CosiError, isCosiError } from '../../shared/errors.js';
 import { intOption, parseCli, runMain } from '../../shared/cli/run.js';
 import { allImageFiles, listPartitions, type CosiMetadata, type ImageFile, type PartitionInfo } from '../../shared/format/metadata.js';

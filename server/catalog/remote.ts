@@ -13,7 +13,9 @@
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { oneLine } from '../../shared/errors.js';
-import { displayUrl, HttpSource, type HttpSourceOptions } from '../../shared/transport/http-source.js';
+import { displayUrl } from '../../shared/transport/http/endpoints.js';
+import type { HttpSourceOptions } from '../../shared/transport/http/options.js';
+import { HttpSource } from '../../shared/transport/http/source.js';
 import { parseHttpDate } from '../../shared/transport/range.js';
 import type { OpenArchive } from './catalog.js';
 import type { RemoteSpec } from '../config.js';

@@ -2,6 +2,7 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import { CosiError } from '../errors.js';
+import { readAt } from './handle-source.js';
 import type { ByteSource } from './source.js';
 
 /** A local file as a ByteSource. One handle, opened lazily and shared by reads. */
@@ -31,15 +32,7 @@ export class FileSource implements ByteSource {
   }
 
   async read(offset: number, length: number): Promise<Buffer> {
-    const fh = await this.fh();
-    const buf = Buffer.allocUnsafe(length);
-    let got = 0;
-    while (got < length) {
-      const { bytesRead } = await fh.read(buf, got, length - got, offset + got);
-      if (bytesRead === 0) break;
-      got += bytesRead;
-    }
-    return got === length ? buf : buf.subarray(0, got);
+    return readAt(await this.fh(), offset, length);
   }
 
   stream(offset: number, length: number): Readable {

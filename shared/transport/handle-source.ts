@@ -2,6 +2,7 @@
  * A ByteSource over an already open file handle. Indexing and serving read
  * through the handle whose fstat identified the file, so a rename that
  * swaps the path mid-request can never mix the old index with new bytes.
+ * Its positional read and range stream serve any open handle (FileSource too).
  */
 import { createReadStream } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
@@ -23,15 +24,7 @@ export class HandleSource implements ByteSource {
   }
 
   async read(offset: number, length: number): Promise<Buffer> {
-    const want = Math.max(0, Math.min(length, this.length - offset));
-    const buf = Buffer.allocUnsafe(want);
-    let got = 0;
-    while (got < want) {
-      const { bytesRead } = await this.fh.read(buf, got, want - got, offset + got);
-      if (bytesRead === 0) break;
-      got += bytesRead;
-    }
-    return got === want ? buf : buf.subarray(0, got);
+    return readAt(this.fh, offset, Math.max(0, Math.min(length, this.length - offset)));
   }
 
   stream(offset: number, length: number): Readable {
@@ -42,7 +35,19 @@ export class HandleSource implements ByteSource {
   async close(): Promise<void> {}
 }
 
-/** Bytes [offset, offset+length) of an open handle, leaving the handle open for the next range. */
+/** Bytes [offset, offset+length) of an open handle, fewer only where the file ends first. */
+export async function readAt(fh: FileHandle, offset: number, length: number): Promise<Buffer> {
+  const buf = Buffer.allocUnsafe(length);
+  let got = 0;
+  while (got < length) {
+    const { bytesRead } = await fh.read(buf, got, length - got, offset + got);
+    if (bytesRead === 0) break;
+    got += bytesRead;
+  }
+  return got === length ? buf : buf.subarray(0, got);
+}
+
+/** Bytes [offset, offset+length) of an open handle as a stream, leaving the handle open for the next range. */
 export function streamRange(fh: FileHandle, offset: number, length: number): Readable {
   if (length <= 0) return Readable.from([]);
   return createReadStream('', { fd: fh, start: offset, end: offset + length - 1, highWaterMark: READ_CHUNK, autoClose: false, emitClose: true });

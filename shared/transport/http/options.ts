@@ -1,0 +1,61 @@
+/** What an HttpSource can be told (options, defaults) and what it reports (events). */
+import type { Dispatcher } from 'undici';
+
+export type HttpSourceEvent =
+  | { type: 'request'; url: string; range?: string }
+  | { type: 'retry'; url: string; offset: number; attempt: number; error: string }
+  | { type: 'mirror'; from: string; to: string; offset: number };
+
+export interface HttpSourceOptions {
+  /** The same file at other URLs: on failure of one, continue from the same offset on the next. */
+  mirrors?: string[];
+  /** Default: a module-level pooled Agent shared by every source. */
+  dispatcher?: Dispatcher;
+  /** Sent with every request (e.g. authorization); dropped on redirects to another origin. */
+  headers?: Record<string, string>;
+  /** Longest wait for response headers or for the next body bytes, default 30 s. */
+  idleTimeoutMs?: number;
+  /** Default 10 s; only used for the shared Agent (a caller's dispatcher has its own). */
+  connectTimeoutMs?: number;
+  /** Failures tolerated per transfer before giving up, default 6. */
+  retries?: number;
+  /** Base of the exponential backoff (with jitter), default 200 ms. */
+  backoffMs?: number;
+  /** Default 5. */
+  maxRedirects?: number;
+  /**
+   * A transfer slower than this (bytes per second of waiting on the network,
+   * consumer back-pressure excluded) over `lowSpeedWindowMs` is treated as a
+   * timeout and resumed: a trickling server defeats an idle timeout alone.
+   * Default 1024; 0 disables.
+   */
+  minBytesPerSecond?: number;
+  /** Default 60 s. */
+  lowSpeedWindowMs?: number;
+  onEvent?: (e: HttpSourceEvent) => void;
+}
+
+export const DEFAULTS = {
+  idleTimeoutMs: 30_000,
+  connectTimeoutMs: 10_000,
+  retries: 6,
+  backoffMs: 200,
+  maxRedirects: 5,
+  minBytesPerSecond: 1024,
+  lowSpeedWindowMs: 60_000,
+};
+
+export type ResolvedOptions = typeof DEFAULTS & Pick<HttpSourceOptions, 'onEvent'>;
+
+export function resolveOptions(opts: HttpSourceOptions): ResolvedOptions {
+  return {
+    idleTimeoutMs: opts.idleTimeoutMs ?? DEFAULTS.idleTimeoutMs,
+    connectTimeoutMs: opts.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs,
+    retries: Math.max(0, opts.retries ?? DEFAULTS.retries),
+    backoffMs: opts.backoffMs ?? DEFAULTS.backoffMs,
+    maxRedirects: opts.maxRedirects ?? DEFAULTS.maxRedirects,
+    minBytesPerSecond: opts.minBytesPerSecond ?? DEFAULTS.minBytesPerSecond,
+    lowSpeedWindowMs: opts.lowSpeedWindowMs ?? DEFAULTS.lowSpeedWindowMs,
+    onEvent: opts.onEvent,
+  };
+}
