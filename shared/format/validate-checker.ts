@@ -126,6 +126,15 @@ export class Checker {
     return this.since(minor) ? this.obj(doc, key, key) : undefined;
   }
 
+  /** Runs `check` on each item that is an object; the others are reported as not being `what`. */
+  eachObject(items: unknown[], field: string, what: string, check: (o: Obj, field: string, index: number) => void): void {
+    items.forEach((item, i) => {
+      const itemField = `${field}[${i}]`;
+      if (isObject(item)) check(item, itemField, i);
+      else this.error(itemField, 'type', `must be ${what}, got ${show(item)}`);
+    });
+  }
+
   private member<T>(o: Obj, key: string, field: string, required: boolean, is: (v: unknown) => v is T, what: string): T | undefined {
     const v = required ? this.need(o, key, field) : o[key];
     if (v === undefined) return undefined;

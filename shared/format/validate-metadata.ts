@@ -78,12 +78,7 @@ function checkFilesystems(c: Checker, doc: Obj): void {
   const images = c.arr(doc, 'images', 'images');
   if (!images) return;
   const uuids = new Map<string, string>();
-  images.forEach((fs, i) => {
-    const field = `images[${i}]`;
-    if (!isObject(fs)) {
-      c.error(field, 'type', `must be a Filesystem object, got ${show(fs)}`);
-      return;
-    }
+  c.eachObject(images, 'images', 'a Filesystem object', (fs, field, i) => {
     const entry: FilesystemRef = { index: i };
     c.filesystems.push(entry);
     entry.image = imageFile(c, fs, 'image', `${field}.image`);
@@ -121,12 +116,7 @@ function checkFilesystems(c: Checker, doc: Obj): void {
 function checkPackages(c: Checker, doc: Obj): void {
   const pkgs = c.arr(doc, 'osPackages', 'osPackages', c.since(1));
   if (!pkgs) return;
-  pkgs.forEach((p, i) => {
-    const field = `osPackages[${i}]`;
-    if (!isObject(p)) {
-      c.error(field, 'type', `must be an OsPackage object, got ${show(p)}`);
-      return;
-    }
+  c.eachObject(pkgs, 'osPackages', 'an OsPackage object', (p, field) => {
     c.str(p, 'name', `${field}.name`);
     c.str(p, 'version', `${field}.version`);
     c.str(p, 'release', `${field}.release`, c.since(1));
@@ -159,12 +149,7 @@ function checkBootloader(c: Checker, doc: Obj): void {
   const entries = c.arr(sdb, 'entries', 'bootloader.systemdBoot.entries');
   if (!entries) return;
   if (entries.length === 0) c.error('bootloader.systemdBoot.entries', 'systemd-boot-entries-empty', 'must list at least one entry');
-  entries.forEach((e, i) => {
-    const field = `bootloader.systemdBoot.entries[${i}]`;
-    if (!isObject(e)) {
-      c.error(field, 'type', `must be a SystemDBootEntry object, got ${show(e)}`);
-      return;
-    }
+  c.eachObject(entries, 'bootloader.systemdBoot.entries', 'a SystemDBootEntry object', (e, field) => {
     const t = c.str(e, 'type', `${field}.type`);
     if (t !== undefined && !ENTRY_TYPES.has(t)) {
       c.error(`${field}.type`, 'systemd-boot-entry-type', `must be one of uki-standalone, uki-config, config; got ${show(t)}`);
@@ -214,12 +199,7 @@ function checkRegions(c: Checker, regions: unknown[]): void {
   const refs: RegionRef[] = [];
   const numbers = new Map<number, number>();
   const paths = new Map<string, number>();
-  regions.forEach((r, i) => {
-    const field = `disk.gptRegions[${i}]`;
-    if (!isObject(r)) {
-      c.error(field, 'type', `must be a GptDiskRegion object, got ${show(r)}`);
-      return;
-    }
+  c.eachObject(regions, 'disk.gptRegions', 'a GptDiskRegion object', (r, field, i) => {
     const ref: RegionRef = { index: i, type: r['type'] };
     const image = imageFile(c, r, 'image', `${field}.image`);
     if (image) {
