@@ -15,7 +15,7 @@ import { open, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { CosiError } from '../shared/errors.js';
-import { buildBackupGpt } from '../shared/disk/gpt.js';
+import { buildBackupGpt } from '../shared/disk/gpt-build.js';
 import type { PartitionInfo } from '../shared/format/metadata.js';
 import { growExt, isExt } from './grow.js';
 import { pool, type CosiImage } from './image.js';

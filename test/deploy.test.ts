@@ -23,7 +23,7 @@ import { parseGpt } from '../shared/disk/gpt.js';
 import { parseMetadata, type CosiMetadata } from '../shared/format/metadata.js';
 import { extract, packedDisk, pythonTarOffsets, REPO, sh, SMALL, type PackedFixture } from './fixtures.js';
 import { startServer } from '../server/server.js';
-import { freePort, NGINX, startNginx } from './nginx.js';
+import { freePort, NGINX, nginxMainConf, startNginx } from './nginx.js';
 
 const SYS_PATH = `${process.env['PATH'] ?? '/usr/bin:/bin'}:/usr/sbin:/sbin`;
 const COMPOSE = join(REPO, 'docker-compose.yml');
@@ -220,25 +220,7 @@ async function cacheConfig(dir: string, origin: string, port: number): Promise<s
   await mkdir(join(dir, 'tmp'), { recursive: true });
   await writeFile(join(dir, 'site.conf'), site);
   const conf = join(dir, 'nginx.conf');
-  await writeFile(
-    conf,
-    `daemon off;
-master_process off;
-worker_processes 1;
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log warn;
-events { worker_connections 256; }
-http {
-  access_log ${dir}/access.log;
-  client_body_temp_path ${dir}/tmp/body;
-  proxy_temp_path ${dir}/tmp/proxy;
-  fastcgi_temp_path ${dir}/tmp/fastcgi;
-  uwsgi_temp_path ${dir}/tmp/uwsgi;
-  scgi_temp_path ${dir}/tmp/scgi;
-  include ${dir}/site.conf;
-}
-`,
-  );
+  await writeFile(conf, nginxMainConf(dir, `  include ${dir}/site.conf;`));
   return conf;
 }
 

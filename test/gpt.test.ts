@@ -5,7 +5,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import fc from 'fast-check';
-import { parseGpt, primaryGptRegionSize, buildBackupGpt, buildGptDisk, decodeGuid, encodeGuid } from '../shared/disk/gpt.js';
+import { parseGpt, primaryGptRegionSize } from '../shared/disk/gpt.js';
+import { buildBackupGpt, buildGptDisk, type BuiltGptDisk } from '../shared/disk/gpt-build.js';
+import { decodeGuid, encodeGuid } from '../shared/disk/gpt-layout.js';
 import { crc32, crc32Table } from '../shared/disk/crc32.js';
 import { CosiError, isCosiError } from '../shared/errors.js';
 
@@ -47,6 +49,35 @@ function writeAt(file: string, offset: number, data: Uint8Array): void {
   } finally {
     fs.closeSync(fd);
   }
+}
+
+interface GptCopies {
+  primary: Uint8Array;
+  entries: Uint8Array;
+  entriesOffset: number;
+  header: Uint8Array;
+  headerOffset: number;
+}
+
+/** Lays a primary GPT region and its backup (as buildBackupGpt returns them) onto an image file. */
+function writeGpt(file: string, g: GptCopies): void {
+  writeAt(file, 0, g.primary);
+  writeAt(file, g.entriesOffset, g.entries);
+  writeAt(file, g.headerOffset, g.header);
+}
+
+/**
+ * Checks that buildGptDisk put its backup at the end of the disk (`entrySectors`
+ * LBAs of entries, then the header in the last LBA), then writes the whole
+ * table onto a fresh image of `diskSize` bytes.
+ */
+function imageOfBuiltDisk(g: BuiltGptDisk, diskSize: number, lbaSize: number, want: { primaryLength: number; entrySectors: number }): string {
+  assert.equal(g.primary.length, want.primaryLength);
+  assert.equal(g.backupHeaderOffset, diskSize - lbaSize);
+  assert.equal(g.backupEntriesOffset, diskSize - (want.entrySectors + 1) * lbaSize);
+  const img = makeImage(diskSize);
+  writeGpt(img, { primary: g.primary, entries: g.backupEntries, entriesOffset: g.backupEntriesOffset, header: g.backupHeader, headerOffset: g.backupHeaderOffset });
+  return img;
 }
 
 /** sgdisk -v exits 0 even when it finds problems, so judge its words. */
@@ -308,9 +339,7 @@ test('buildBackupGpt grows onto a larger disk and sgdisk accepts it', () => {
   assert.equal(b.primary.readUInt32LE(446 + 12), lastLba, 'protective MBR covers the new disk');
   assert.deepEqual(b.primary.subarray(2 * 512), region.subarray(2 * 512), 'entries unchanged');
 
-  writeAt(big, 0, b.primary);
-  writeAt(big, b.entriesOffset, b.entries);
-  writeAt(big, b.headerOffset, b.header);
+  writeGpt(big, b);
   const v = sgdiskVerify(big);
   assert.ok(v.ok, v.out);
   assert.match(sh('sgdisk', ['-p', big]), new RegExp(`last usable sector is ${lastLba - 33}\\b`));
@@ -339,9 +368,7 @@ test('buildBackupGpt shrinks when partitions fit and refuses when they do not', 
   const fitSize = (end + 1 + 33) * 512;
   const small = makeImage(fitSize);
   const b = buildBackupGpt(region, fitSize);
-  writeAt(small, 0, b.primary);
-  writeAt(small, b.entriesOffset, b.entries);
-  writeAt(small, b.headerOffset, b.header);
+  writeGpt(small, b);
   const v = sgdiskVerify(small);
   assert.ok(v.ok, v.out);
 
@@ -356,14 +383,7 @@ test('buildGptDisk output passes sgdisk -v and parses back identically (512)', (
     { firstLba: 18432, lastLba: 18432 + 40959, typeGuid: '4f68bce3-e8cd-4db1-96e7-fbcaf984b709', name: 'root-ä', attributes: 1n << 63n },
   ];
   const g = buildGptDisk({ diskSize, lbaSize: 512, diskGuid: 'AABBCCDD-EEFF-0011-2233-445566778899', partitions: parts });
-  assert.equal(g.primary.length, 17408);
-  assert.equal(g.backupHeaderOffset, diskSize - 512);
-  assert.equal(g.backupEntriesOffset, diskSize - 33 * 512);
-
-  const img = makeImage(diskSize);
-  writeAt(img, 0, g.primary);
-  writeAt(img, g.backupEntriesOffset, g.backupEntries);
-  writeAt(img, g.backupHeaderOffset, g.backupHeader);
+  const img = imageOfBuiltDisk(g, diskSize, 512, { primaryLength: 17408, entrySectors: 32 });
   const v = sgdiskVerify(img);
   assert.ok(v.ok, v.out);
   assert.equal(sgdiskDiskGuid(img), 'aabbccdd-eeff-0011-2233-445566778899');
@@ -402,13 +422,7 @@ test('buildGptDisk with 4096-byte LBAs is read correctly by fdisk -b 4096', () =
       { firstLba: 2304, lastLba: 6399, typeGuid: 'b921b045-1df0-41c3-af44-4c6f280d3fae', name: 'root' },
     ],
   });
-  assert.equal(g.primary.length, 24576);
-  assert.equal(g.backupHeaderOffset, diskSize - 4096);
-  assert.equal(g.backupEntriesOffset, diskSize - 5 * 4096);
-  const img = makeImage(diskSize);
-  writeAt(img, 0, g.primary);
-  writeAt(img, g.backupEntriesOffset, g.backupEntries);
-  writeAt(img, g.backupHeaderOffset, g.backupHeader);
+  const img = imageOfBuiltDisk(g, diskSize, 4096, { primaryLength: 24576, entrySectors: 4 });
 
   const gpt = parseGpt(g.primary);
   assert.equal(gpt.lbaSize, 4096);
@@ -444,6 +458,11 @@ test('corruptions are COSI_ERR_GPT with a precise message', () => {
     f(b);
     return b;
   };
+  /** An edit with the CRCs fixed after it, so only the edit itself is wrong. */
+  const resealed = (f: (b: Buffer) => void): Buffer => mutate((b) => {
+    f(b);
+    reseal(b);
+  });
 
   expectGptError(
     () => parseGpt(mutate((b) => (b[512 + 56] ^= 0xff))),
@@ -460,41 +479,23 @@ test('corruptions are COSI_ERR_GPT with a precise message', () => {
   );
   // Partition 2 moved to start inside partition 1, CRCs fixed so only the overlap is wrong.
   expectGptError(
-    () =>
-      parseGpt(
-        mutate((b) => {
-          b.writeBigUInt64LE(10000n, 1024 + 128 + 32);
-          reseal(b);
-        }),
-      ),
+    () => parseGpt(resealed((b) => b.writeBigUInt64LE(10000n, 1024 + 128 + 32))),
     /^GPT partitions 1 \(LBA 2048\.\.18431\) and 2 \(LBA 10000\.\.59391\) overlap$/,
   );
   expectGptError(
-    () =>
-      parseGpt(
-        mutate((b) => {
-          b.writeBigUInt64LE(20n, 1024 + 32);
-          reseal(b);
-        }),
-      ),
+    () => parseGpt(resealed((b) => b.writeBigUInt64LE(20n, 1024 + 32))),
     /partition 1 \(LBA 20\.\.18431\) is outside the usable area 34\.\.131038/,
   );
   expectGptError(
-    () =>
-      parseGpt(
-        mutate((b) => {
-          b.writeBigUInt64LE(100n, 1024 + 40);
-          reseal(b);
-        }),
-      ),
+    () => parseGpt(resealed((b) => b.writeBigUInt64LE(100n, 1024 + 40))),
     /partition 1 starts at LBA 2048 after its end LBA 100/,
   );
-  expectGptError(() => parseGpt(mutate((b) => { b.writeUInt32LE(0x00020000, 512 + 8); reseal(b); })), /unsupported GPT revision 0x00020000/);
-  expectGptError(() => parseGpt(mutate((b) => { b.writeUInt32LE(600, 512 + 12); reseal(b); })), /header size 600 is outside 92\.\.512/);
-  expectGptError(() => parseGpt(mutate((b) => { b.writeUInt32LE(100, 512 + 84); reseal(b); })), /entry size 100 is not a multiple of 128/);
-  expectGptError(() => parseGpt(mutate((b) => { b.writeBigUInt64LE(2n, 512 + 24); reseal(b); })), /MyLBA is 2, expected 1/);
+  expectGptError(() => parseGpt(resealed((b) => b.writeUInt32LE(0x00020000, 512 + 8))), /unsupported GPT revision 0x00020000/);
+  expectGptError(() => parseGpt(resealed((b) => b.writeUInt32LE(600, 512 + 12))), /header size 600 is outside 92\.\.512/);
+  expectGptError(() => parseGpt(resealed((b) => b.writeUInt32LE(100, 512 + 84))), /entry size 100 is not a multiple of 128/);
+  expectGptError(() => parseGpt(resealed((b) => b.writeBigUInt64LE(2n, 512 + 24))), /MyLBA is 2, expected 1/);
   expectGptError(
-    () => parseGpt(mutate((b) => { b.writeBigUInt64LE(10n, 512 + 48); reseal(b); })),
+    () => parseGpt(resealed((b) => b.writeBigUInt64LE(10n, 512 + 48))),
     /FirstUsableLBA 34 is after LastUsableLBA 10/,
   );
   expectGptError(() => parseGpt(good.subarray(0, 10000)), /shorter than the primary GPT region \(17408 bytes\)/);

@@ -73,7 +73,13 @@ function stopper(child: ChildProcess, dir: string | undefined): () => Promise<vo
   };
 }
 
-function nginxConf(dir: string, root: string, port: number, extra: string): string {
+/**
+ * A main nginx.conf whose every path is in `dir`: one process, no daemon,
+ * current user. `http` goes into the http block after the log and temp-file
+ * paths; `logFormat`, when given, is the access log's format.
+ */
+export function nginxMainConf(dir: string, http: string, logFormat?: string): string {
+  const accessLog = logFormat === undefined ? `access_log ${dir}/access.log;` : `log_format cosi '${logFormat}';\n  access_log ${dir}/access.log cosi;`;
   return `daemon off;
 master_process off;
 worker_processes 1;
@@ -81,15 +87,24 @@ pid ${dir}/nginx.pid;
 error_log ${dir}/error.log warn;
 events { worker_connections 256; }
 http {
-  # Method, path, Range and If-Range of every request: tests check what the client actually sent.
-  log_format cosi '$request_method $uri "$http_range" "$http_if_range" $status $body_bytes_sent';
-  access_log ${dir}/access.log cosi;
+  ${accessLog}
   client_body_temp_path ${dir}/tmp/body;
   proxy_temp_path ${dir}/tmp/proxy;
   fastcgi_temp_path ${dir}/tmp/fastcgi;
   uwsgi_temp_path ${dir}/tmp/uwsgi;
   scgi_temp_path ${dir}/tmp/scgi;
-  default_type application/octet-stream;
+${http}
+}
+`;
+}
+
+/** Method, path, Range and If-Range of every request: tests check what the client actually sent. */
+const ACCESS_LOG_FORMAT = '$request_method $uri "$http_range" "$http_if_range" $status $body_bytes_sent';
+
+function staticSiteConf(dir: string, root: string, port: number, extra: string): string {
+  return nginxMainConf(
+    dir,
+    `  default_type application/octet-stream;
   sendfile on;
   tcp_nopush on;
   etag on;
@@ -99,9 +114,9 @@ http {
     server_name localhost;
     root ${JSON.stringify(root)};
 ${extra}
-  }
-}
-`;
+  }`,
+    ACCESS_LOG_FORMAT,
+  );
 }
 
 /**
@@ -114,7 +129,7 @@ export async function startNginx(root: string, opts: { extraConfig?: string } = 
   for (let attempt = 1; ; attempt++) {
     const port = await freePort();
     const conf = join(dir, 'nginx.conf');
-    await writeFile(conf, nginxConf(dir, root, port, opts.extraConfig ?? ''));
+    await writeFile(conf, staticSiteConf(dir, root, port, opts.extraConfig ?? ''));
     await writeFile(join(dir, 'error.log'), '');
     const child = spawn(NGINX, ['-p', dir, '-c', conf, '-e', join(dir, 'error.log')], { stdio: 'ignore' });
     const stop = stopper(child, dir);

@@ -12,7 +12,7 @@ import { mkdir, mkdtemp, open, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { CosiError } from '../../shared/errors.js';
-import { buildGptDisk } from '../../shared/disk/gpt.js';
+import { buildGptDisk } from '../../shared/disk/gpt-build.js';
 import { packDisk } from '../../shared/pack/pack.js';
 
 const run = promisify(execFile);
