@@ -7,7 +7,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { CosiError } from '../shared/errors.js';
 import { parseCli } from '../shared/cli/run.js';
-import { parseRemoteSpec } from './catalog/remote-spec.js';
+import { parseRemoteSpec, type RemoteSpec } from './catalog/remote-spec.js';
 
 export interface ServerConfig {
   /** Catalog directory; undefined serves the built-in sample catalog. */
@@ -54,12 +54,6 @@ export interface ServerConfig {
   ipxeCmdline?: string;
   /** cosi.disk= in boot.ipxe. */
   ipxeDisk?: string;
-}
-
-/** One remote archive: the catalog id it is listed under and its URL. */
-export interface RemoteSpec {
-  id: string;
-  url: string;
 }
 
 export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {

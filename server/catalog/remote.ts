@@ -15,11 +15,10 @@ import type { Readable } from 'node:stream';
 import { oneLine } from '../../shared/errors.js';
 import { displayUrl, HttpSource, type HttpSourceOptions } from '../../shared/transport/http-source.js';
 import { parseHttpDate } from '../../shared/transport/range.js';
-import type { OpenArchive } from './catalog.js';
-import type { RemoteSpec } from '../config.js';
+import type { OpenArchive } from './open-archive.js';
+import { readRemoteList, type RemoteSpec } from './remote-spec.js';
 import { indexArchive, type FileIdentity, type IndexRecord } from './indexer.js';
 import type { Metrics } from '../metrics.js';
-import { readRemoteList } from './remote-spec.js';
 
 export interface RemoteCatalogOptions {
   /** From --remote. */

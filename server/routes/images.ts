@@ -6,7 +6,7 @@
 import { Hono, type Context } from 'hono';
 import { primaryGptRegion } from '../../shared/format/metadata.js';
 import { selectPartition } from '../../shared/format/select.js';
-import type { OpenArchive } from '../catalog/catalog.js';
+import type { OpenArchive } from '../catalog/open-archive.js';
 import { sendDecompressed } from '../http/decompress.js';
 import type { AppDeps, AppEnv } from '../http/env.js';
 import { HttpError, notFound } from '../http/errors.js';

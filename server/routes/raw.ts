@@ -7,7 +7,8 @@
  * file, so every range the client asks of the origin means the same bytes.
  */
 import { Hono } from 'hono';
-import { COSI_EXT, type OpenArchive } from '../catalog/catalog.js';
+import type { OpenArchive } from '../catalog/open-archive.js';
+import { COSI_EXT } from '../catalog/scanner.js';
 import type { ByteBody } from '../http/bytes.js';
 import type { AppDeps, AppEnv } from '../http/env.js';
 import { notFound } from '../http/errors.js';
