@@ -18,12 +18,12 @@ import type { Metrics } from '../metrics.js';
 import { BlobIndex } from './blob-index.js';
 import { identityKey, type IndexRecord } from './indexer.js';
 import type { OpenArchive } from './open-archive.js';
-import { ArchiveOpener, type CachedArchive } from './opener.js';
+import { ArchiveOpener, type CachedArchive, type OpenerOptions } from './opener.js';
 import type { RemoteCatalog } from './remote.js';
 import { eachLimited, SCAN_PARALLEL, Scanner, type Known } from './scanner.js';
 import { Verifier } from './verify.js';
 
-export interface CatalogOptions {
+export interface CatalogOptions extends Pick<OpenerOptions, 'maxOpenFiles' | 'handleIdleMs' | 'indexCacheEntries'> {
   /** Empty: no local files, only remotes. */
   root: string;
   /** Archives on other HTTP servers, listed next to the local ones; a local file with the same id wins. */
@@ -31,11 +31,6 @@ export interface CatalogOptions {
   rescanSeconds?: number;
   watch?: boolean;
   verify?: boolean;
-  /** Archive descriptors held open (cached between requests, or busy). */
-  maxOpenFiles?: number;
-  /** An archive handle idle this long is closed (default 30 s). */
-  handleIdleMs?: number;
-  indexCacheEntries?: number;
   metrics?: Metrics;
   /** Structured events (scan results, watcher trouble) for the server log. */
   log?: (event: Record<string, unknown>) => void;
