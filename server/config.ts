@@ -7,7 +7,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { CosiError } from '../shared/errors.js';
 import { parseCli } from '../shared/cli/run.js';
-import { parseRemoteSpec } from './catalog/remote-spec.js';
+import { parseRemoteSpec, type RemoteSpec } from './catalog/remote-spec.js';
 
 export interface ServerConfig {
   /** Catalog directory; undefined serves the built-in sample catalog. */
@@ -54,12 +54,6 @@ export interface ServerConfig {
   ipxeCmdline?: string;
   /** cosi.disk= in boot.ipxe. */
   ipxeDisk?: string;
-}
-
-/** One remote archive: the catalog id it is listed under and its URL. */
-export interface RemoteSpec {
-  id: string;
-  url: string;
 }
 
 export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
@@ -126,37 +120,27 @@ options (each also read from the environment variable shown):
 When listening, one JSON line goes to stdout: {"event":"listening","url":...}.
 `;
 
+const VALUE = { type: 'string' } as const;
+const SWITCH = { type: 'boolean' } as const;
+
+/** The flags as parseArgs takes them, in USAGE order; each but --help also has a variable (envName). */
 const FLAGS = {
-  root: { type: 'string', env: 'COSI_ROOT' },
-  host: { type: 'string', env: 'COSI_HOST' },
-  port: { type: 'string', env: 'COSI_PORT' },
-  rescan: { type: 'string', env: 'COSI_RESCAN' },
-  'no-watch': { type: 'boolean', env: 'COSI_NO_WATCH' },
-  verify: { type: 'boolean', env: 'COSI_VERIFY' },
-  'token-file': { type: 'string', env: 'COSI_TOKEN_FILE' },
-  'tls-cert': { type: 'string', env: 'COSI_TLS_CERT' },
-  'tls-key': { type: 'string', env: 'COSI_TLS_KEY' },
-  'max-ranges': { type: 'string', env: 'COSI_MAX_RANGES' },
-  'max-decompress': { type: 'string', env: 'COSI_MAX_DECOMPRESS' },
-  'max-open-files': { type: 'string', env: 'COSI_MAX_OPEN_FILES' },
-  'headers-timeout': { type: 'string', env: 'COSI_HEADERS_TIMEOUT' },
-  'request-timeout': { type: 'string', env: 'COSI_REQUEST_TIMEOUT' },
-  'idle-timeout': { type: 'string', env: 'COSI_IDLE_TIMEOUT' },
-  'shutdown-grace': { type: 'string', env: 'COSI_SHUTDOWN_GRACE' },
-  'cache-dir': { type: 'string', env: 'COSI_CACHE_DIR' },
-  remote: { type: 'string', env: 'COSI_REMOTE', multiple: true },
-  'remote-list': { type: 'string', env: 'COSI_REMOTE_LIST' },
-  redirect: { type: 'boolean', env: 'COSI_REDIRECT' },
-  'public-url': { type: 'string', env: 'COSI_PUBLIC_URL' },
-  'ipxe-kernel': { type: 'string', env: 'COSI_IPXE_KERNEL' },
-  'ipxe-initrd': { type: 'string', env: 'COSI_IPXE_INITRD' },
-  'ipxe-cmdline': { type: 'string', env: 'COSI_IPXE_CMDLINE' },
-  'ipxe-disk': { type: 'string', env: 'COSI_IPXE_DISK' },
-  quiet: { type: 'boolean', env: 'COSI_QUIET', short: 'q' },
-  help: { type: 'boolean', env: undefined, short: 'h' },
+  root: VALUE, host: VALUE, port: VALUE, rescan: VALUE, 'no-watch': SWITCH, verify: SWITCH,
+  'token-file': VALUE, 'tls-cert': VALUE, 'tls-key': VALUE,
+  'max-ranges': VALUE, 'max-decompress': VALUE, 'max-open-files': VALUE,
+  'headers-timeout': VALUE, 'request-timeout': VALUE, 'idle-timeout': VALUE, 'shutdown-grace': VALUE,
+  'cache-dir': VALUE, remote: { type: 'string', multiple: true }, 'remote-list': VALUE, redirect: SWITCH, 'public-url': VALUE,
+  'ipxe-kernel': VALUE, 'ipxe-initrd': VALUE, 'ipxe-cmdline': VALUE, 'ipxe-disk': VALUE,
+  quiet: { type: 'boolean', short: 'q' },
+  help: { type: 'boolean', short: 'h' },
 } as const;
 
 type Flag = keyof typeof FLAGS;
+
+/** The variable read when the flag is not given: COSI_ and the flag's name in capitals, '-' as '_' (--no-watch: COSI_NO_WATCH). */
+function envName(flag: Flag): string | undefined {
+  return flag === 'help' ? undefined : `COSI_${flag.toUpperCase().replaceAll('-', '_')}`;
+}
 
 function envBool(name: string, v: string): boolean {
   if (/^(1|true|yes|on)$/i.test(v)) return true;
@@ -182,11 +166,7 @@ export type ParsedArgs = { help: true } | { help: false; config: ServerConfig };
 
 /** Flags first, then environment, then defaults. */
 export function parseConfig(args: string[], env: NodeJS.ProcessEnv = process.env): ParsedArgs {
-  const options: Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }> = {};
-  for (const [name, f] of Object.entries(FLAGS)) {
-    options[name] = { type: f.type, ...('short' in f ? { short: f.short } : {}), ...('multiple' in f ? { multiple: f.multiple } : {}) };
-  }
-  const { values, positionals } = parseCli({ args, options, allowPositionals: true, strict: true });
+  const { values, positionals } = parseCli({ args, options: FLAGS, allowPositionals: true, strict: true });
   if (positionals.length > 0) throw new CosiError('COSI_ERR_USAGE', `unexpected argument ${JSON.stringify(positionals[0])} (did you mean --root ${positionals[0]}?)`);
   if (values.help) return { help: true };
 
@@ -194,7 +174,7 @@ export function parseConfig(args: string[], env: NodeJS.ProcessEnv = process.env
     const v = (values as Record<string, string | boolean | string[] | undefined>)[flag];
     if (Array.isArray(v)) throw new CosiError('COSI_ERR_INTERNAL', `--${flag} is repeatable; read it as a list`);
     if (v !== undefined) return v;
-    const name = FLAGS[flag].env;
+    const name = envName(flag);
     const e = name ? env[name] : undefined;
     if (e === undefined) return undefined;
     return FLAGS[flag].type === 'boolean' ? envBool(name!, e) : e;

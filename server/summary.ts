@@ -44,16 +44,11 @@ export function preferredSelector(all: PartitionInfo[], p: PartitionInfo): strin
   return p.path;
 }
 
-export interface PartitionSummary {
+/** What the metadata says of a partition, shown as it is. */
+type PartitionFields = Pick<PartitionInfo, 'number' | 'path' | 'role' | 'mountPoint' | 'fsType' | 'fsUuid' | 'partType' | 'dpsName'>;
+
+export interface PartitionSummary extends PartitionFields {
   selector: string;
-  number?: number;
-  path: string;
-  role: string;
-  mountPoint?: string;
-  fsType?: string;
-  fsUuid?: string;
-  partType?: string;
-  dpsName?: string;
   compressedSize: number;
   uncompressedSize: number;
   sha384?: string;

@@ -19,16 +19,7 @@ import { identityOf } from '../server/catalog/indexer.js';
 import { startServer } from '../server/server.js';
 
 
-let smallPath: string;
-let small4kPath: string;
-let bigPath: string;
-let small: Buffer;
-let small4k: Buffer;
-let big: Buffer;
-
-before(async () => {
-  ({ smallPath, small4kPath, bigPath, small, small4k, big } = await standardArchives());
-});
+const { smallPath, small4kPath, bigPath, small, small4k, big } = await standardArchives();
 
 describe('HandleCache', () => {
   let dir: string;

@@ -3,7 +3,7 @@
  * JSON line, environment variables, SIGTERM while a transfer runs), files
  * replaced under a running server, corrupt images, tokens and limits.
  */
-import { after, before, describe, test } from 'node:test';
+import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -18,16 +18,7 @@ import { startServer } from '../server/server.js';
 const sha384 = (b: Buffer) => createHash('sha384').update(b).digest('hex');
 const CLI = join(REPO, 'dist', 'server', 'cli.js');
 
-let smallPath: string;
-let small4kPath: string;
-let bigPath: string;
-let small: Buffer;
-let small4k: Buffer;
-let big: Buffer;
-
-before(async () => {
-  ({ smallPath, small4kPath, bigPath, small, small4k, big } = await standardArchives());
-});
+const { smallPath, small4kPath, bigPath, small, small4k, big } = await standardArchives();
 
 /** Start a GET and hand back the response paused after its first chunk. */
 function startSlow(base: string, path: string, headers: Record<string, string> = {}) {

@@ -6,10 +6,14 @@
  */
 import { readFile } from 'node:fs/promises';
 import { CosiError } from '../../shared/errors.js';
-import type { RemoteSpec } from '../config.js';
 import { safeSegments } from '../http/paths.js';
+import { COSI_EXT } from './scanner.js';
 
-const COSI_EXT = '.cosi';
+/** One remote archive: the catalog id it is listed under and its URL. */
+export interface RemoteSpec {
+  id: string;
+  url: string;
+}
 
 function usage(where: string, message: string): CosiError {
   return new CosiError('COSI_ERR_USAGE', `${where}: ${message}`);

@@ -17,11 +17,10 @@ import { displayUrl } from '../../shared/transport/http/endpoints.js';
 import type { HttpSourceOptions } from '../../shared/transport/http/options.js';
 import { HttpSource } from '../../shared/transport/http/source.js';
 import { parseHttpDate } from '../../shared/transport/range.js';
-import type { OpenArchive } from './catalog.js';
-import type { RemoteSpec } from '../config.js';
+import type { OpenArchive } from './open-archive.js';
+import { readRemoteList, type RemoteSpec } from './remote-spec.js';
 import { indexArchive, type FileIdentity, type IndexRecord } from './indexer.js';
 import type { Metrics } from '../metrics.js';
-import { readRemoteList } from './remote-spec.js';
 
 export interface RemoteCatalogOptions {
   /** From --remote. */

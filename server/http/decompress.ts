@@ -14,7 +14,7 @@ import { windowLogOf } from '../../shared/format/check.js';
 import { CosiError } from '../../shared/errors.js';
 import { etagMatches } from '../../shared/transport/range.js';
 import { createZstdDecoder } from '../../shared/zstd/index.js';
-import type { OpenArchive } from '../catalog/catalog.js';
+import type { OpenArchive } from '../catalog/open-archive.js';
 import type { PartitionRecord } from '../catalog/indexer.js';
 import type { AppDeps, AppEnv } from './env.js';
 import { HttpError } from './errors.js';

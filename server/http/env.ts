@@ -4,6 +4,7 @@
  * shared services.
  */
 import type { HttpBindings } from '@hono/node-server';
+import type { Context, Hono } from 'hono';
 import type { Catalog } from '../catalog/catalog.js';
 import type { Metrics } from '../metrics.js';
 import type { Gate } from './gate.js';
@@ -22,6 +23,20 @@ export type AppEnv = {
   Bindings: HttpBindings;
   Variables: { stats: RequestStats };
 };
+
+/** GET `path` on `app`, its requests counted under `route` unless the handler names a narrower one in `stats`. */
+export function getCounted<P extends string>(
+  app: Hono<AppEnv>,
+  path: P,
+  route: string,
+  handler: (c: Context<AppEnv, P>, stats: RequestStats) => Response | Promise<Response>,
+): void {
+  app.get(path, (c) => {
+    const stats = c.get('stats');
+    stats.route = route;
+    return handler(c, stats);
+  });
+}
 
 export interface AppDeps {
   catalog: Catalog;

@@ -16,7 +16,7 @@ import { describeError, notFound } from './errors.js';
 import { transferTo } from './transfer.js';
 import { readExactSync, SYNC_READ_MAX } from './fd-body.js';
 import { formatContentRange } from '../../shared/transport/range.js';
-import type { OpenArchive } from '../catalog/catalog.js';
+import type { OpenArchive } from '../catalog/open-archive.js';
 import type { IndexRecord } from '../catalog/indexer.js';
 import type { Metrics } from '../metrics.js';
 

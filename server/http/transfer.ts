@@ -8,7 +8,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import type { Context } from 'hono';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
-import type { OpenArchive } from '../catalog/catalog.js';
+import type { OpenArchive } from '../catalog/open-archive.js';
 import { sendBytes, type ByteBody } from './bytes.js';
 import type { AppDeps, AppEnv, RequestStats } from './env.js';
 

@@ -4,7 +4,7 @@
  * every image holding the same partition shares one URL.
  */
 import { Hono } from 'hono';
-import type { AppDeps, AppEnv } from '../http/env.js';
+import { getCounted, type AppDeps, type AppEnv } from '../http/env.js';
 import { notFound } from '../http/errors.js';
 import { originHeaders, sliceOf, transfer } from '../http/transfer.js';
 
@@ -12,9 +12,7 @@ const HEX96 = /^[0-9a-fA-F]{96}$/;
 
 export function blobRoutes(deps: AppDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
-  app.get('/v1/blobs/sha384/:hex', async (c) => {
-    const stats = c.get('stats');
-    stats.route = 'blob';
+  getCounted(app, '/v1/blobs/sha384/:hex', 'blob', async (c, stats) => {
     const hex = c.req.param('hex');
     if (!HEX96.test(hex)) throw notFound('a blob is named by 96 hex digits of SHA-384');
     const sha = hex.toLowerCase();

@@ -6,9 +6,9 @@
 import { Hono, type Context } from 'hono';
 import { primaryGptRegion } from '../../shared/format/metadata.js';
 import { selectPartition } from '../../shared/format/select.js';
-import type { OpenArchive } from '../catalog/catalog.js';
+import type { OpenArchive } from '../catalog/open-archive.js';
 import { sendDecompressed } from '../http/decompress.js';
-import type { AppDeps, AppEnv } from '../http/env.js';
+import { getCounted, type AppDeps, type AppEnv } from '../http/env.js';
 import { HttpError, notFound } from '../http/errors.js';
 import { rawPathAfter, safeSegments } from '../http/paths.js';
 import { bufferBody, originHeaders, sliceOf, transfer } from '../http/transfer.js';
@@ -117,15 +117,12 @@ async function servePartition(c: Context<AppEnv>, deps: AppDeps, id: string, sel
 export function imageRoutes(deps: AppDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
 
-  app.get('/v1/images', async (c) => {
-    c.get('stats').route = 'images';
+  getCounted(app, '/v1/images', 'images', async (c) => {
     const list = await deps.catalog.list();
     return c.json({ count: list.length, scannedAt: deps.catalog.lastScan?.toISOString(), images: list.map((r) => summarize(r)) });
   });
 
-  app.get('/v1/images/*', async (c) => {
-    const stats = c.get('stats');
-    stats.route = 'image';
+  getCounted(app, '/v1/images/*', 'image', async (c, stats) => {
     const raw = rawPathAfter(c.req.url, '/v1/images/');
     const target = raw === undefined ? undefined : resolveImagePath(raw, (id) => deps.catalog.has(id));
     if (!target) throw notFound(`no such image or resource: ${c.req.path}`);

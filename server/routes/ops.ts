@@ -1,12 +1,11 @@
 /** /healthz for load balancers, /metrics for Prometheus, /openapi.json for tooling. */
 import { Hono } from 'hono';
-import type { AppDeps, AppEnv } from '../http/env.js';
+import { getCounted, type AppDeps, type AppEnv } from '../http/env.js';
 import { openApiDocument } from '../openapi.js';
 
 export function opsRoutes(deps: AppDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
-  app.get('/healthz', (c) => {
-    c.get('stats').route = 'healthz';
+  getCounted(app, '/healthz', 'healthz', (c) => {
     c.header('Cache-Control', 'no-store');
     const draining = deps.draining?.() ?? false;
     return c.json(
@@ -14,15 +13,13 @@ export function opsRoutes(deps: AppDeps): Hono<AppEnv> {
       draining ? 503 : 200,
     );
   });
-  app.get('/metrics', (c) => {
-    c.get('stats').route = 'metrics';
+  getCounted(app, '/metrics', 'metrics', (c) => {
     c.header('Cache-Control', 'no-store');
     return c.text(deps.metrics.render(), 200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' });
   });
   // Built once: it describes the code, not the catalog.
   const openapi = JSON.stringify(openApiDocument());
-  app.get('/openapi.json', (c) => {
-    c.get('stats').route = 'openapi';
+  getCounted(app, '/openapi.json', 'openapi', (c) => {
     c.header('Cache-Control', 'no-cache');
     return c.body(openapi, 200, { 'Content-Type': 'application/json; charset=utf-8' });
   });

@@ -6,7 +6,7 @@
  */
 import { Hono } from 'hono';
 import { html, raw } from 'hono/html';
-import type { AppDeps, AppEnv } from '../http/env.js';
+import { getCounted, type AppDeps, type AppEnv } from '../http/env.js';
 import { summarize, type ImageSummary, type PartitionSummary } from '../summary.js';
 import { formatBytes } from '../../shared/units.js';
 
@@ -160,8 +160,7 @@ function imageCard(origin: string, img: ImageSummary) {
 
 export function pageRoutes(deps: AppDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
-  app.get('/', async (c) => {
-    c.get('stats').route = 'page';
+  getCounted(app, '/', 'page', async (c) => {
     const origin = new URL(c.req.url).origin;
     // Servable images first; broken files still show, with their reason, below.
     const images = (await deps.catalog.list()).map((r) => summarize(r)).sort((a, b) => Number(b.valid) - Number(a.valid) || a.id.localeCompare(b.id));

@@ -7,9 +7,10 @@
  * file, so every range the client asks of the origin means the same bytes.
  */
 import { Hono } from 'hono';
-import { COSI_EXT, type OpenArchive } from '../catalog/catalog.js';
+import type { OpenArchive } from '../catalog/open-archive.js';
+import { COSI_EXT } from '../catalog/scanner.js';
 import type { ByteBody } from '../http/bytes.js';
-import type { AppDeps, AppEnv } from '../http/env.js';
+import { getCounted, type AppDeps, type AppEnv } from '../http/env.js';
 import { notFound } from '../http/errors.js';
 import { rawPathAfter, safeSegments } from '../http/paths.js';
 import { sliceOf, transfer } from '../http/transfer.js';
@@ -35,9 +36,7 @@ export function rawBody(a: OpenArchive): ByteBody {
 
 export function rawRoutes(deps: AppDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
-  app.get('/cosi/*', async (c) => {
-    const stats = c.get('stats');
-    stats.route = 'raw';
+  getCounted(app, '/cosi/*', 'raw', async (c, stats) => {
     const id = rawId(rawPathAfter(c.req.url, '/cosi/'));
     if (id === undefined) throw notFound(`no archive at ${c.req.path}`);
     const origin = deps.redirect ? deps.catalog.originOf(id) : undefined;
