@@ -6,7 +6,7 @@
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { CosiError } from '../shared/errors.js';
-import { parseCli } from '../shared/cli/run.js';
+import { optionsOf, parseCli } from '../shared/cli/args.js';
 import { parseRemoteSpec } from './catalog/remote-spec.js';
 
 export interface ServerConfig {
@@ -182,11 +182,7 @@ export type ParsedArgs = { help: true } | { help: false; config: ServerConfig };
 
 /** Flags first, then environment, then defaults. */
 export function parseConfig(args: string[], env: NodeJS.ProcessEnv = process.env): ParsedArgs {
-  const options: Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }> = {};
-  for (const [name, f] of Object.entries(FLAGS)) {
-    options[name] = { type: f.type, ...('short' in f ? { short: f.short } : {}), ...('multiple' in f ? { multiple: f.multiple } : {}) };
-  }
-  const { values, positionals } = parseCli({ args, options, allowPositionals: true, strict: true });
+  const { values, positionals } = parseCli({ args, options: optionsOf(FLAGS), allowPositionals: true, strict: true });
   if (positionals.length > 0) throw new CosiError('COSI_ERR_USAGE', `unexpected argument ${JSON.stringify(positionals[0])} (did you mean --root ${positionals[0]}?)`);
   if (values.help) return { help: true };
 
