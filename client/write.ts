@@ -22,6 +22,7 @@ import { pool, type CosiImage } from './image.js';
 import { abortTarget, commitTarget, openTarget, rereadPartitions, syncTarget, type Target } from './output.js';
 import type { Progress } from './progress.js';
 import { RangeWriter, writeFully } from './range-writer.js';
+import type { WriteBehind } from './write-behind.js';
 
 const run = promisify(execFile);
 const VERIFY_DIGEST = 'sha256';
@@ -176,6 +177,34 @@ function progressItem(p: PartitionInfo) {
   return { path: p.path, label: labelOf(p), total: p.image.uncompressedSize, compressedTotal: p.image.compressedSize };
 }
 
+/** Where a partition's image goes: the target's handle at `offset`, up to `limit` bytes. */
+interface Placement {
+  behind?: WriteBehind;
+  sparse: boolean;
+  limit: number;
+}
+
+/** The writer for one partition's image, hashing for --verify-after and reporting progress as `opts` ask. */
+function imageWriter(fh: FileHandle, offset: number, p: PartitionInfo, at: Placement, opts: WriteOptions): RangeWriter {
+  const progress = opts.progress;
+  return new RangeWriter(fh, offset, {
+    behind: at.behind,
+    sync: opts.syncWrites,
+    sparse: at.sparse,
+    limit: at.limit,
+    digest: opts.verifyAfter ? VERIFY_DIGEST : undefined,
+    label: p.path,
+    onBytes: progress ? (n) => progress.written(p.path, n) : undefined,
+  });
+}
+
+/** Whether --grow applies to `p`; a shrunk filesystem it cannot grow gets a warning instead. */
+function growsHere(p: PartitionInfo, opts: WriteOptions, warn: ((line: string) => void) | undefined): boolean {
+  const growHere = opts.grow === true && p.shrunk === true && isExt(p.fsType);
+  if (opts.grow && p.shrunk && !growHere) warn?.(`${labelOf(p)}: --grow only handles ext2/3/4, this is ${p.fsType ?? 'an unknown filesystem'}; left as is`);
+  return growHere;
+}
+
 /** One partition to a regular file (temp name, renamed when good) or a block device (in place). */
 export async function writePartition(img: CosiImage, p: PartitionInfo, outPath: string, opts: WriteOptions = {}): Promise<PartitionResult> {
   checkFits(p);
@@ -185,15 +214,7 @@ export async function writePartition(img: CosiImage, p: PartitionInfo, outPath: 
   progress?.begin(progressItem(p));
   let ok = false;
   try {
-    const w = new RangeWriter(t.fh, 0, {
-      behind: t.behind,
-      sync: opts.syncWrites,
-      sparse: t.kind === 'file',
-      limit: p.image.uncompressedSize,
-      digest: opts.verifyAfter ? VERIFY_DIGEST : undefined,
-      label: p.path,
-      onBytes: progress ? (n) => progress.written(p.path, n) : undefined,
-    });
+    const w = imageWriter(t.fh, 0, p, { behind: t.behind, sparse: t.kind === 'file', limit: p.image.uncompressedSize }, opts);
     await img.pump(p.image, w, { progress });
     let verified = false;
     if (opts.verifyAfter) {
@@ -204,10 +225,7 @@ export async function writePartition(img: CosiImage, p: PartitionInfo, outPath: 
     }
     const shrunk = p.shrunk === true;
     let grown = false;
-    const growHere = opts.grow === true && shrunk && isExt(p.fsType);
-    if (opts.grow && shrunk && !growHere) {
-      opts.warn?.(`${labelOf(p)}: --grow only handles ext2/3/4, this is ${p.fsType ?? 'an unknown filesystem'}; left as is`);
-    }
+    const growHere = growsHere(p, opts, opts.warn);
     if (growHere && t.kind === 'file') {
       // Extended to the partition's size, grown under its temporary name, renamed only when done.
       await t.fh.truncate(p.gptPartition!.size);
@@ -266,8 +284,7 @@ export async function writeDisk(img: CosiImage, outPath: string, opts: WriteOpti
     const results = await pool(placed, opts.jobs ?? 2, async (p) => {
       const gp = p.gptPartition!;
       const started = Date.now();
-      const growHere = opts.grow === true && p.shrunk === true && isExt(p.fsType);
-      if (opts.grow && p.shrunk && !growHere) warn(`${labelOf(p)}: --grow only handles ext2/3/4, this is ${p.fsType ?? 'an unknown filesystem'}; left as is`);
+      const growHere = growsHere(p, opts, warn);
       progress?.begin(progressItem(p));
       let ok = false;
       try {
@@ -278,14 +295,7 @@ export async function writeDisk(img: CosiImage, outPath: string, opts: WriteOpti
           const side = await openTarget(join(dirname(outPath), `.${basename(outPath)}.part${p.number}`), { size: p.image.uncompressedSize });
           try {
             // A scratch file, deleted after the copy below: nothing to write behind.
-            const w = new RangeWriter(side.fh, 0, {
-              sync: opts.syncWrites,
-              sparse: true,
-              limit: p.image.uncompressedSize,
-              digest: opts.verifyAfter ? VERIFY_DIGEST : undefined,
-              label: p.path,
-              onBytes: progress ? (n) => progress.written(p.path, n) : undefined,
-            });
+            const w = imageWriter(side.fh, 0, p, { sparse: true, limit: p.image.uncompressedSize }, opts);
             await img.pump(p.image, w, { progress });
             if (opts.verifyAfter) {
               await syncTarget(side);
@@ -302,15 +312,7 @@ export async function writeDisk(img: CosiImage, outPath: string, opts: WriteOpti
             await unlink(side.writePath).catch(() => undefined);
           }
         } else {
-          const w = new RangeWriter(t.fh, gp.offset, {
-            behind: t.behind,
-            sync: opts.syncWrites,
-            sparse,
-            limit: gp.size,
-            digest: opts.verifyAfter ? VERIFY_DIGEST : undefined,
-            label: p.path,
-            onBytes: progress ? (n) => progress.written(p.path, n) : undefined,
-          });
+          const w = imageWriter(t.fh, gp.offset, p, { behind: t.behind, sparse, limit: gp.size }, opts);
           await img.pump(p.image, w, { progress });
           holes = w.holes;
           if (opts.verifyAfter) {

@@ -6,7 +6,7 @@
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { CosiError } from '../shared/errors.js';
-import { parseCli } from '../shared/cli/run.js';
+import { parseCli } from '../shared/cli/args.js';
 import { parseRemoteSpec, type RemoteSpec } from './catalog/remote-spec.js';
 
 export interface ServerConfig {

@@ -3,7 +3,8 @@ import { readFile } from 'node:fs/promises';
 import { CosiError } from '../errors.js';
 import { FileSource } from '../transport/file-source.js';
 import { checkArchive } from '../format/check.js';
-import { intOption, parseCli, runMain } from '../cli/run.js';
+import { intOption, parseCli, parseCommand } from '../cli/args.js';
+import { runMain } from '../cli/run.js';
 import { parseMetadata, type Bootloader } from '../format/metadata.js';
 import { formatIssues, validateCosi, type ValidationResult } from '../format/validate.js';
 import { packDisk } from './pack.js';
@@ -26,6 +27,21 @@ options:
   --id UUID                 the COSI id (default: random)
   -q, --quiet               no progress lines
 `;
+
+/** cosi-pack's own flags; -q and -h come with parseCommand. */
+const FLAGS = {
+  output: { type: 'string', short: 'o' },
+  'os-release': { type: 'string' },
+  packages: { type: 'string' },
+  arch: { type: 'string' },
+  bootloader: { type: 'string' },
+  mount: { type: 'string', multiple: true },
+  shrink: { type: 'boolean' },
+  level: { type: 'string' },
+  'window-log': { type: 'string' },
+  'no-skippable': { type: 'boolean' },
+  id: { type: 'string' },
+} as const;
 
 async function validate(args: string[]): Promise<number> {
   const { values, positionals } = parseCli({ args, allowPositionals: true, options: { json: { type: 'boolean' } } });
@@ -54,29 +70,9 @@ async function validate(args: string[]): Promise<number> {
 }
 
 async function pack(args: string[]): Promise<number> {
-  const { values, positionals } = parseCli({
-    args,
-    allowPositionals: true,
-    options: {
-      output: { type: 'string', short: 'o' },
-      'os-release': { type: 'string' },
-      packages: { type: 'string' },
-      arch: { type: 'string' },
-      bootloader: { type: 'string' },
-      mount: { type: 'string', multiple: true },
-      shrink: { type: 'boolean' },
-      level: { type: 'string' },
-      'window-log': { type: 'string' },
-      'no-skippable': { type: 'boolean' },
-      id: { type: 'string' },
-      quiet: { type: 'boolean', short: 'q' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
-  if (values.help) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
+  const parsed = parseCommand(args, FLAGS, USAGE);
+  if (!parsed) return 0;
+  const { values, positionals } = parsed;
   const disk = positionals[0];
   if (!disk || positionals.length > 1) throw new CosiError('COSI_ERR_USAGE', 'expected one DISK image (see cosi-pack --help)');
   if (!values.output) throw new CosiError('COSI_ERR_USAGE', 'missing -o IMAGE.cosi');

@@ -1,0 +1,152 @@
+/**
+ * cosi-fetch --partition and --disk: the selected partitions, each to its own
+ * output, or the whole disk to one file or device; and, for a server without
+ * Range support, the partitions taken from one pass over the whole archive.
+ */
+import { join } from 'node:path';
+import { CosiError } from '../../shared/errors.js';
+import { listPartitions, type PartitionInfo } from '../../shared/format/metadata.js';
+import { selectPartition } from '../../shared/format/select.js';
+import { CosiImage, pool } from '../image.js';
+import { abortTarget, commitTarget, isDirectory, openTarget, type Target } from '../output.js';
+import { RangeWriter } from '../range-writer.js';
+import { defaultFileName, labelOf, writeDisk, writePartition, type PartitionResult } from '../write.js';
+import { orWithoutRange, withWholeArchive } from './no-range.js';
+import { PROG, type Common, type WriteChoices } from './options.js';
+import { human, print, summaryBase } from './report.js';
+
+/** -o for each selected partition: a directory gets default names, a single output may be a file or device. */
+async function outputPaths(parts: PartitionInfo[], all: PartitionInfo[], output: string | undefined): Promise<string[]> {
+  const dir = output === undefined ? '.' : (await isDirectory(output)) ? output : undefined;
+  if (dir !== undefined) {
+    const names = parts.map((p) => defaultFileName(p, all));
+    return names.map((n) => join(dir, n));
+  }
+  if (parts.length > 1) throw new CosiError('COSI_ERR_USAGE', `several partitions need -o DIR (an existing directory); ${output} is not one`);
+  return [output!];
+}
+
+function uniqueSelection(parts: PartitionInfo[], selectors: string[]): PartitionInfo[] {
+  const chosen: PartitionInfo[] = [];
+  for (const sel of selectors) {
+    const p = selectPartition(parts, sel);
+    if (!chosen.includes(p)) chosen.push(p);
+  }
+  return chosen;
+}
+
+export async function fetchPartitions(url: string, selectors: string[], output: string | undefined, v: WriteChoices, c: Common): Promise<void> {
+  const started = Date.now();
+  const img = await orWithoutRange(
+    () => CosiImage.open(url, c.open),
+    async () => void (await sequentialFetch(url, selectors, output, v, c, started)),
+  );
+  if (!img) return;
+  try {
+    const chosen = uniqueSelection(img.partitions, selectors);
+    const outs = await outputPaths(chosen, img.partitions, output);
+    const results = await pool(chosen, c.jobs, (p, i) => writePartition(img, p, outs[i]!, { ...v, progress: c.progress, warn: c.warn, syncWrites: true }), img.decodeBudget(c.jobsGiven));
+    c.progress.close();
+    report(results, img.metadataSha384, summaryBase(url, img.stats(), started, c), c);
+  } finally {
+    c.progress.close();
+    await img.close();
+  }
+}
+
+function report(results: PartitionResult[], metadataSha384: string, base: ReturnType<typeof summaryBase>, c: Common, extra: Record<string, unknown> = {}): void {
+  for (const r of results) {
+    if (r.shrunk && !r.grown) c.warn(`${r.label} (${r.path}): the filesystem image (${r.uncompressedSize} bytes) is smaller than its partition (${r.partitionSize} bytes); use --grow to fill it`);
+  }
+  if (c.json) {
+    print({ mode: 'partition', ...base, metadataSha384, ...extra, partitions: results });
+  } else if (!c.quiet) {
+    for (const r of results) {
+      process.stderr.write(`${PROG}: ${r.label}: ${human(r.uncompressedSize)} written to ${r.output}${r.grown ? ' (grown)' : ''}${r.verifiedAfter ? ' (verified after)' : ''}\n`);
+    }
+  }
+}
+
+/** No Range: one pass over the whole archive, taking the partitions as they pass. */
+async function sequentialFetch(url: string, selectors: string[], output: string | undefined, v: WriteChoices, c: Common, started: number): Promise<void> {
+  c.warn(`${url}: the server does not support Range requests; downloading the whole archive to take ${selectors.length === 1 ? 'one partition' : 'the partitions'} from it (more bandwidth than needed)`);
+  if (v.grow || v.verifyAfter) c.warn('--grow and --verify-after are not available without Range support; skipped');
+  await withWholeArchive(url, c.open, async (src, pass) => {
+    const targets = new Map<string, { t: Target; w: RangeWriter; p: PartitionInfo }>();
+    let chosen: PartitionInfo[] = [];
+    let outs: string[] = [];
+    let all: PartitionInfo[] = [];
+    let metaSha = '';
+    try {
+      await pass({
+        onMetadata: async (meta, sha) => {
+          metaSha = sha;
+          all = listPartitions(meta);
+          chosen = uniqueSelection(all, selectors);
+          outs = await outputPaths(chosen, all, output);
+        },
+        sinkFor: async (image) => {
+          const i = chosen.findIndex((p) => p.path === image.path);
+          if (i < 0) return undefined;
+          const p = chosen[i]!;
+          const t = await openTarget(outs[i]!, { size: image.uncompressedSize });
+          const w = new RangeWriter(t.fh, 0, { behind: t.behind, sync: true, sparse: t.kind === 'file', limit: image.uncompressedSize, label: image.path, onBytes: (n) => c.progress.written(image.path, n) });
+          targets.set(image.path, { t, w, p });
+          c.progress.begin({ path: image.path, label: labelOf(p), total: image.uncompressedSize, compressedTotal: image.compressedSize });
+          return w;
+        },
+        onCompressed: (image, n) => c.progress.compressed(image.path, n),
+        done: () => chosen.length > 0 && chosen.every((p) => targets.has(p.path) && targets.get(p.path)!.w.writableFinished),
+      });
+      const missing = chosen.filter((p) => !targets.has(p.path));
+      if (missing.length > 0) throw new CosiError('COSI_ERR_INVALID', `${src.name}: the archive has no ${missing.map((p) => p.path).join(', ')}`);
+      const results: PartitionResult[] = [];
+      for (const [i, p] of chosen.entries()) {
+        const { t, w } = targets.get(p.path)!;
+        await commitTarget(t);
+        c.progress.end(p.path, true);
+        results.push({
+          path: p.path, label: labelOf(p), number: p.number, mountPoint: p.mountPoint, output: outs[i]!, outputKind: t.kind, offset: 0,
+          compressedSize: p.image.compressedSize, uncompressedSize: p.image.uncompressedSize, sha384: p.image.sha384,
+          shrunk: false, grown: false, holeBytes: w.holes, verifiedAfter: false, seconds: (Date.now() - started) / 1000,
+        });
+      }
+      c.progress.close();
+      report(results, metaSha, summaryBase(url, src.stats, started, c), c, { sequential: true });
+    } catch (err) {
+      for (const { t, p } of targets.values()) {
+        c.progress.end(p.path, false);
+        await abortTarget(t);
+      }
+      throw err;
+    } finally {
+      c.progress.close();
+    }
+  });
+}
+
+export async function fetchDisk(url: string, output: string | undefined, v: WriteChoices, c: Common): Promise<void> {
+  if (!output) throw new CosiError('COSI_ERR_USAGE', '--disk needs -o FILE or -o DEVICE');
+  const started = Date.now();
+  const img = await orWithoutRange(
+    () => CosiImage.open(url, c.open),
+    async () => {
+      throw new CosiError('COSI_ERR_RANGE_UNSUPPORTED', `${url}: the server does not support Range requests, which --disk needs; fetch partitions one by one instead`);
+    },
+  );
+  try {
+    const r = await writeDisk(img, output, { ...v, jobs: c.jobs, jobsGiven: c.jobsGiven, progress: c.progress, warn: c.warn, syncWrites: true });
+    c.progress.close();
+    for (const s of r.shrunk) {
+      if (!s.grown) c.warn(`${s.label} (#${s.number}): the filesystem image (${s.imageSize} bytes) is smaller than its partition (${s.partitionSize} bytes); use --grow to fill it`);
+    }
+    if (c.json) {
+      print({ mode: 'disk', ...summaryBase(url, img.stats(), started, c), metadataSha384: img.metadataSha384, ...r, warnings: c.warnings });
+    } else if (!c.quiet) {
+      process.stderr.write(`${PROG}: disk of ${human(r.diskSize)} written to ${output} (${r.partitions.length} partitions${r.shrunk.length ? `, ${r.shrunk.length} shrunk` : ''})\n`);
+    }
+  } finally {
+    c.progress.close();
+    await img.close();
+  }
+}

@@ -1,0 +1,148 @@
+/**
+ * cosi-fetch's command line: the usage text, its flags, and the settings the
+ * commands share (output mode, jobs, progress, how to open the image, warnings)
+ * read from argv.
+ */
+import { CosiError } from '../../shared/errors.js';
+import { intOption, parseCommand } from '../../shared/cli/args.js';
+import { checkPin, type OpenOptions } from '../image.js';
+import { BarProgress, JsonProgress, NullProgress, type Progress } from '../progress.js';
+
+export const PROG = 'cosi-fetch';
+
+const USAGE = `usage: cosi-fetch --partition SEL [--partition SEL...] [-o FILE|DIR|DEVICE] URL
+       cosi-fetch --disk -o FILE|DEVICE URL
+       cosi-fetch inspect [--json] URL
+       cosi-fetch verify [--json] URL
+
+URL is http(s)://..., file://... or a local path.
+SEL is a partition type (root, esp, srv, ...), a mount point (/var), a GPT number or an image path.
+
+options:
+  -p, --partition SEL        a partition to fetch (repeatable; several need -o DIR)
+  -d, --disk                 the whole disk: partition table, every partition, backup GPT
+  -o, --output PATH          file, directory or block device (default: current directory)
+      --verify-after         read the output back and compare after writing
+      --grow                 grow shrunk ext2/3/4 filesystems to fill their partitions
+      --metadata-sha384 HEX  refuse the image unless metadata.json has this SHA-384
+      --mirror URL           the same file elsewhere, used when the first fails (repeatable)
+  -H, --header 'K: V'        extra request header (repeatable)
+  -j, --jobs N               images fetched at once (default 2, as long as their zstd windows
+                             fit in one full window plus 64 MiB; an explicit N allows N windows)
+      --progress MODE        auto (a bar when stderr is a terminal), bar, json, none
+      --json                 print a JSON summary on stdout
+      --timeout SEC          give up on a connection idle this long, or below 1 KiB/s for twice
+                             as long, then resume (default 30)
+      --retries N            failures tolerated per transfer (default 6)
+  -q, --quiet                no warnings on stderr
+  -h, --help
+`;
+
+/** cosi-fetch's own flags; -q and -h come with parseCommand. */
+const FLAGS = {
+  partition: { type: 'string', short: 'p', multiple: true },
+  disk: { type: 'boolean', short: 'd' },
+  output: { type: 'string', short: 'o' },
+  'verify-after': { type: 'boolean' },
+  grow: { type: 'boolean' },
+  'metadata-sha384': { type: 'string' },
+  mirror: { type: 'string', multiple: true },
+  header: { type: 'string', short: 'H', multiple: true },
+  jobs: { type: 'string', short: 'j' },
+  progress: { type: 'string' },
+  json: { type: 'boolean' },
+  timeout: { type: 'string' },
+  retries: { type: 'string' },
+} as const;
+
+/** What every command reads from the command line. */
+export interface Common {
+  json: boolean;
+  quiet: boolean;
+  jobs: number;
+  /** --jobs as given: lifts the decoder memory budget (see CosiImage.decodeBudget). */
+  jobsGiven?: number;
+  progress: Progress;
+  open: OpenOptions;
+  warnings: string[];
+  warn: (s: string) => void;
+}
+
+/** What to do to a fetched partition besides writing it. */
+export interface WriteChoices {
+  grow: boolean;
+  verifyAfter: boolean;
+}
+
+export interface Invocation {
+  command: 'fetch' | 'inspect' | 'verify';
+  url: string;
+  c: Common;
+  partitions?: string[];
+  disk: boolean;
+  output?: string;
+  write: WriteChoices;
+}
+
+function parseHeaders(list: string[] | undefined): Record<string, string> | undefined {
+  if (!list || list.length === 0) return undefined;
+  const out: Record<string, string> = {};
+  for (const h of list) {
+    const i = h.indexOf(':');
+    if (i <= 0) throw new CosiError('COSI_ERR_USAGE', `--header must look like 'Name: value', got ${JSON.stringify(h)}`);
+    out[h.slice(0, i).trim()] = h.slice(i + 1).trim();
+  }
+  return out;
+}
+
+function makeProgress(mode: string | undefined): Progress {
+  const m = mode ?? 'auto';
+  if (m === 'json') return new JsonProgress(process.stderr);
+  if (m === 'none') return new NullProgress();
+  if (m === 'bar') return new BarProgress(process.stderr);
+  if (m === 'auto') return process.stderr.isTTY ? new BarProgress(process.stderr) : new NullProgress();
+  throw new CosiError('COSI_ERR_USAGE', `--progress must be auto, bar, json or none, got ${JSON.stringify(m)}`);
+}
+
+/** The command and its settings; undefined once --help has printed the usage. */
+export function parseInvocation(argv: string[]): Invocation | undefined {
+  const command = argv[0] === 'inspect' || argv[0] === 'verify' || argv[0] === 'fetch' ? (argv.shift() as Invocation['command']) : 'fetch';
+  const parsed = parseCommand(argv, FLAGS, USAGE);
+  if (!parsed) return undefined;
+  const { values, positionals } = parsed;
+  if (positionals.length !== 1) throw new CosiError('COSI_ERR_USAGE', positionals.length === 0 ? `a URL or path is needed (see ${PROG} --help)` : `one URL only, got ${positionals.length}`);
+  const url = positionals[0]!;
+  const warnings: string[] = [];
+  const quiet = values.quiet ?? false;
+  const timeout = intOption('timeout', values.timeout, 1, 86400);
+  const c: Common = {
+    json: values.json ?? false,
+    quiet,
+    jobs: intOption('jobs', values.jobs, 1, 64) ?? 2,
+    jobsGiven: intOption('jobs', values.jobs, 1, 64),
+    progress: makeProgress(values.progress),
+    open: {
+      mirrors: values.mirror,
+      headers: parseHeaders(values.header),
+      metadataSha384: checkPin(values['metadata-sha384']),
+      idleTimeoutMs: timeout === undefined ? undefined : timeout * 1000,
+      // A trickling server never goes idle: the low-speed window follows --timeout (2x, as the defaults 30 s / 60 s).
+      lowSpeedWindowMs: timeout === undefined ? undefined : 2 * timeout * 1000,
+      retries: intOption('retries', values.retries, 0, 1000),
+    },
+    warnings,
+    warn: (s) => {
+      warnings.push(s);
+      if (!quiet) process.stderr.write(`${PROG}: warning: ${s}\n`);
+    },
+  };
+  return {
+    command,
+    url,
+    c,
+    partitions: values.partition,
+    disk: values.disk ?? false,
+    output: values.output,
+    write: { grow: values.grow ?? false, verifyAfter: values['verify-after'] ?? false },
+  };
+}
