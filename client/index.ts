@@ -1,4 +1,7 @@
 /**
+ * Folder client/ (cosi-fetch as a library): open, locate, stream and write images; cli/ holds the command line
+ * on top of it. Imports shared/, never server/.
+ *
  * cosi-fetch as a library: open a COSI image by URL or path, look at its
  * metadata and partitions, and read any image as a verified decompressed
  * stream, or write partitions and whole disks.

@@ -7,8 +7,8 @@
  */
 import type { Context } from 'hono';
 import type { AppDeps, AppEnv, NetbootConfig } from './http/env.js';
-import { HttpError } from './http/errors.js';
-import { encodePath } from './http/paths.js';
+import { HttpError } from './errors.js';
+import { encodePath } from './catalog/ids.js';
 import type { ArchiveView, IndexRecord } from './catalog/indexer.js';
 
 /** A Host header we are willing to echo into scripts: a name or address and a port, nothing else. */

@@ -16,7 +16,7 @@ import { Catalog } from './catalog/catalog.js';
 import { defaultConfig, type ServerConfig } from './config.js';
 import type { AppDeps } from './http/env.js';
 import { errorBody } from './http/errors.js';
-import { rawFastPath } from './http/fast-raw.js';
+import { rawFastPath } from './routes/raw-fast.js';
 import { Gate } from './http/gate.js';
 import { Metrics } from './metrics.js';
 import { RemoteCatalog } from './catalog/remote.js';

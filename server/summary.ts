@@ -5,7 +5,7 @@
  */
 import { primaryGptRegion, type CosiMetadata, type PartitionInfo } from '../shared/format/metadata.js';
 import { selectPartition } from '../shared/format/select.js';
-import { encodePath } from './http/paths.js';
+import { encodePath } from './catalog/ids.js';
 import type { IndexRecord, PartitionRecord } from './catalog/indexer.js';
 
 /** KEY=value lines of os-release, unquoted. */

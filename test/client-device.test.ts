@@ -15,8 +15,8 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { promisify } from 'node:util';
 import { deviceInUse, parseMounts } from '../client/output.js';
-import { packedDisk, sh, SHRINKABLE, SMALL } from './fixtures.js';
-import { checkDisk, errorLine, layoutOf, runFetch, sameBytes } from './client-helpers.js';
+import { packedDisk, sh, SHRINKABLE, SMALL, sameBytes } from './fixtures.js';
+import { checkDisk, errorLine, layoutOf, runFetch } from './client-helpers.js';
 
 const exec = promisify(execFile);
 const MiB = 1 << 20;

@@ -11,10 +11,10 @@ import { copyFile, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { closeSharedAgents } from '../shared/transport/http/agent.js';
-import { pythonTarOffsets } from './fixtures.js';
+import { pythonTarOffsets, sameBytes } from './fixtures.js';
 import { startFaultProxy } from './fault-proxy.js';
 import { startNginx, type RunningServer } from './nginx.js';
-import { errorLine, layoutOf, listDir, packThreeBig, runFetch, runFetchOnTty, sameBytes, scrapeMetric, startCatalogServer, freshDirs } from './client-helpers.js';
+import { errorLine, layoutOf, listDir, packThreeBig, runFetch, runFetchOnTty, scrapeMetric, startCatalogServer, freshDirs } from './client-helpers.js';
 
 const work = await mkdtemp(join(tmpdir(), 'cosi-fetch-edge-'));
 let srv: Awaited<ReturnType<typeof startCatalogServer>>;

@@ -7,11 +7,11 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { open as open_ } from '../client/index.js';
 import { startServer, type RunningServer as ServerRunning } from '../server/server.js';
-import { PACK_CLI, REPO, sh } from './fixtures.js';
+import { PACK_CLI, REPO, sameBytes, sh } from './fixtures.js';
 import { http, tempCatalog } from './server-helpers.js';
 
 export const FETCH_CLI = join(REPO, 'dist', 'client', 'cli.js');
@@ -36,29 +36,6 @@ export function runFetch(args: string[], opts: { timeoutMs?: number; env?: NodeJ
       resolve({ code: code ?? (signal ? 128 : -1), stdout, stderr });
     });
   });
-}
-
-/** True when [aOff, aOff+len) of a equals [bOff, bOff+len) of b. */
-export async function sameBytes(a: string, aOff: number, b: string, bOff: number, len: number): Promise<boolean> {
-  const fa = await open(a, 'r');
-  const fb = await open(b, 'r');
-  try {
-    const CH = 4 << 20;
-    const ba = Buffer.alloc(CH);
-    const bb = Buffer.alloc(CH);
-    for (let done = 0; done < len; ) {
-      const n = Math.min(CH, len - done);
-      const ra = await fa.read(ba, 0, n, aOff + done);
-      const rb = await fb.read(bb, 0, n, bOff + done);
-      if (ra.bytesRead !== n || rb.bytesRead !== n) return false;
-      if (!ba.subarray(0, n).equals(bb.subarray(0, n))) return false;
-      done += n;
-    }
-    return true;
-  } finally {
-    await fa.close();
-    await fb.close();
-  }
 }
 
 /** Files in a directory other than the expected ones (leftover temporaries show up here). */

@@ -12,8 +12,8 @@ import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { open } from '../client/index.js';
 import { hasNodeZstd } from '../shared/zstd/index.js';
-import { extract, foreignArchive, packedDisk, sh, SHRINKABLE, SMALL, SMALL_4K, SPARSE_BIG, type DiskRecipe, type ForeignFormat } from './fixtures.js';
-import { checkDisk, errorLine, listDir, pyTar, runFetch, sameBytes, freshDirs } from './client-helpers.js';
+import { extract, foreignArchive, packedDisk, sh, SHRINKABLE, SMALL, SMALL_4K, SPARSE_BIG, type DiskRecipe, type ForeignFormat, sameBytes } from './fixtures.js';
+import { checkDisk, errorLine, listDir, pyTar, runFetch, freshDirs } from './client-helpers.js';
 
 const work = await mkdtemp(join(tmpdir(), 'cosi-fetch-local-'));
 after(() => rm(work, { recursive: true, force: true }));

@@ -10,7 +10,7 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -329,4 +329,27 @@ export async function foreignArchive(src: PackedFixture, o: ForeignOptions): Pro
 export async function pythonTarOffsets(path: string): Promise<Array<{ name: string; offset: number; offsetData: number; size: number }>> {
   const py = `import sys, json, tarfile\nwith tarfile.open(sys.argv[1], 'r:') as t:\n    print(json.dumps([dict(name=m.name, offset=m.offset, offsetData=m.offset_data, size=m.size) for m in t.getmembers()]))\n`;
   return JSON.parse(await sh('python3', ['-c', py, path]));
+}
+
+/** True when [aOff, aOff+len) of a equals [bOff, bOff+len) of b. */
+export async function sameBytes(a: string, aOff: number, b: string, bOff: number, len: number): Promise<boolean> {
+  const fa = await open(a, 'r');
+  const fb = await open(b, 'r');
+  try {
+    const CH = 4 << 20;
+    const ba = Buffer.alloc(CH);
+    const bb = Buffer.alloc(CH);
+    for (let done = 0; done < len; ) {
+      const n = Math.min(CH, len - done);
+      const ra = await fa.read(ba, 0, n, aOff + done);
+      const rb = await fb.read(bb, 0, n, bOff + done);
+      if (ra.bytesRead !== n || rb.bytesRead !== n) return false;
+      if (!ba.subarray(0, n).equals(bb.subarray(0, n))) return false;
+      done += n;
+    }
+    return true;
+  } finally {
+    await fa.close();
+    await fb.close();
+  }
 }

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, open, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -13,7 +13,7 @@ import { parseGpt } from '../shared/disk/gpt.js';
 import { listPartitions, type CosiMetadata } from '../shared/format/metadata.js';
 import { hasNodeZstd } from '../shared/zstd/index.js';
 import {
-  PACK_CLI, REFERENCE, SHRINKABLE, PRESHRUNK, SMALL, SMALL_4K, SPARSE_BIG, packedDisk, sh, type PackedFixture,
+  PACK_CLI, REFERENCE, SHRINKABLE, PRESHRUNK, SMALL, SMALL_4K, SPARSE_BIG, packedDisk, sameBytes, sh, type PackedFixture,
 } from './fixtures.js';
 
 const require = createRequire(import.meta.url);
@@ -29,26 +29,6 @@ function runPack(args: string[]): Promise<{ code: number; stdout: string; stderr
 /** Decode one image with the real zstd program (a foreign decoder) into a file. */
 async function decodeWithZstd(cosi: string, dataOffset: number, size: number, out: string): Promise<void> {
   await sh('bash', ['-c', `tail -c +${dataOffset + 1} '${cosi}' | head -c ${size} | zstd -q -d -o '${out}'`]);
-}
-
-async function sameBytes(a: string, aOff: number, b: string, bOff: number, len: number): Promise<boolean> {
-  const fa = await open(a, 'r');
-  const fb = await open(b, 'r');
-  try {
-    const chunk = 1 << 20;
-    const ba = Buffer.alloc(chunk);
-    const bb = Buffer.alloc(chunk);
-    for (let done = 0; done < len; done += chunk) {
-      const n = Math.min(chunk, len - done);
-      await fa.read(ba, 0, n, aOff + done);
-      await fb.read(bb, 0, n, bOff + done);
-      if (!ba.subarray(0, n).equals(bb.subarray(0, n))) return false;
-    }
-    return true;
-  } finally {
-    await fa.close();
-    await fb.close();
-  }
 }
 
 let tmp: string;

@@ -1,4 +1,7 @@
 /**
+ * Folder server/catalog/: which archives exist and what is in them: scan and watch, index records, open handles,
+ * remote entries, the sample catalog, background verify. Imports shared/ only; the HTTP layer imports it.
+ *
  * The set of archives under the root: found by a recursive scan, kept fresh
  * by fs.watch plus a periodic rescan (watchers miss events on some
  * filesystems), with index records cached in an LRU keyed by file identity.
@@ -13,7 +16,7 @@
  * the background verification (verify.ts), with remote archives from
  * remote.ts listed next to the local ones.
  */
-import { HttpError } from '../http/errors.js';
+import { HttpError } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import { BlobIndex } from './blob-index.js';
 import { identityKey, type IndexRecord } from './indexer.js';

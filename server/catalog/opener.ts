@@ -8,7 +8,7 @@
 import { lstatSync, type Stats } from 'node:fs';
 import { open, realpath, type FileHandle } from 'node:fs/promises';
 import { LRUCache } from 'lru-cache';
-import { HttpError } from '../http/errors.js';
+import { HttpError } from '../errors.js';
 import { HandleSource, streamRange } from '../../shared/transport/handle-source.js';
 import type { Metrics } from '../metrics.js';
 import { HandleCache, type Handle } from './handle-cache.js';

@@ -6,7 +6,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { CosiError } from '../../shared/errors.js';
-import { safeSegments } from '../http/paths.js';
+import { safeSegments } from './ids.js';
 import { COSI_EXT } from './scanner.js';
 
 /** One remote archive: the catalog id it is listed under and its URL. */

@@ -17,7 +17,7 @@ import { createZstdDecoder } from '../../shared/zstd/index.js';
 import type { OpenArchive } from '../catalog/open-archive.js';
 import type { PartitionRecord } from '../catalog/indexer.js';
 import type { AppDeps, AppEnv } from './env.js';
-import { HttpError } from './errors.js';
+import { HttpError } from '../errors.js';
 import { abortReason } from './transfer.js';
 
 /** Passes chunks through one behind, releasing the last only when `check` passes at the end. */

@@ -4,20 +4,7 @@
  * CosiError code so a client can branch on the same codes as the CLI.
  */
 import { isCosiError, oneLine, type ErrorCode } from '../../shared/errors.js';
-
-export class HttpError extends Error {
-  override readonly name = 'HttpError';
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-    readonly headers: Record<string, string> = {},
-  ) {
-    super(message);
-  }
-}
-
-export const notFound = (what: string): HttpError => new HttpError(404, 'NOT_FOUND', what);
+import { HttpError } from '../errors.js';
 
 const STATUS_OF_CODE: Partial<Record<ErrorCode, number>> = {
   COSI_ERR_SELECTOR: 404,

@@ -5,7 +5,7 @@
  */
 import { Hono } from 'hono';
 import { getCounted, type AppDeps, type AppEnv } from '../http/env.js';
-import { notFound } from '../http/errors.js';
+import { notFound } from '../errors.js';
 import { originHeaders, sliceOf, transfer } from '../http/transfer.js';
 
 const HEX96 = /^[0-9a-fA-F]{96}$/;

@@ -11,8 +11,8 @@ import type { OpenArchive } from '../catalog/open-archive.js';
 import { COSI_EXT } from '../catalog/scanner.js';
 import type { ByteBody } from '../http/bytes.js';
 import { getCounted, type AppDeps, type AppEnv } from '../http/env.js';
-import { notFound } from '../http/errors.js';
-import { rawPathAfter, safeSegments } from '../http/paths.js';
+import { notFound } from '../errors.js';
+import { rawPathAfter, safeSegments } from '../catalog/ids.js';
 import { sliceOf, transfer } from '../http/transfer.js';
 
 /** The catalog id a /cosi/ path (after the prefix, still encoded) names, if it is a safe archive path. */

@@ -1,4 +1,7 @@
 /**
+ * Folder shared/disk/: what a raw disk holds: GPT (read, build), CRC32, DPS partition types, filesystem
+ * detection. Imports transport/ (to read superblocks) and errors.ts; never format/.
+ *
  * GUID Partition Table (UEFI 2.10 chapter 5): parse and validate the primary
  * region a COSI file carries. Rebuilding the backup GPT and creating fresh
  * tables live in gpt-build.ts.

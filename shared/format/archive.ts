@@ -1,4 +1,7 @@
 /**
+ * Folder shared/format/: the COSI container: tar walker, metadata model and validation, this opener,
+ * whole-archive checks, selectors. Imports disk/, zstd/, transport/, errors.ts; imported by pack/, client/, server/.
+ *
  * Opening a COSI archive over any ByteSource: the marker check, the metadata
  * (usually within the first read), and the tar index. Only headers and
  * metadata are read, never image data, so cost follows the entry count.

@@ -1,4 +1,7 @@
 /**
+ * Folder shared/pack/: the writer, cosi-pack (its bin is pack/cli.ts). Imports every other folder of shared/;
+ * nothing but tests, bench/ and server/catalog/sample.ts imports it.
+ *
  * cosi-pack: a raw GPT disk image in, a COSI 1.2 archive out.
  *
  * Every region is compressed to a temporary file first (the tar header needs

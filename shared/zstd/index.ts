@@ -1,4 +1,7 @@
 /**
+ * Folder shared/zstd/: decoding (frames, the rules every decode enforces, stream and worker decoders) and the
+ * writer's encoder. Imports transport/ (positional writes, chunk release) and errors.ts; never format/.
+ *
  * zstd behind one small interface: a streaming decoder (node:zlib when the
  * runtime has it, fzstd otherwise), the same decode in a worker for bulk
  * writers (sink.ts), and a file-range encoder for the writer.

@@ -1,4 +1,7 @@
 /**
+ * Folder shared/transport/http/: one URL (plus mirrors) as a ByteSource: agent, endpoints, failures, retries,
+ * validators, the pump stream. Imports ../ and errors.ts; importers use source.ts, agent.ts, endpoints.ts.
+ *
  * An HTTP(S) URL as a ByteSource, over undici with a pooled keep-alive Agent.
  *
  * Every read is one ranged GET. Streams survive the faults of real networks:

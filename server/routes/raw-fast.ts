@@ -9,12 +9,13 @@
  * app's own functions, so both paths answer alike.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { trackRequest } from '../app.js';
-import { rawBody, rawId } from '../routes/raw.js';
-import type { AppDeps, RequestStats } from './env.js';
-import { describeError, notFound } from './errors.js';
-import { transferTo } from './transfer.js';
-import { readExactSync, SYNC_READ_MAX } from './fd-body.js';
+import { trackRequest } from '../http/track.js';
+import { rawBody, rawId } from './raw.js';
+import type { AppDeps, RequestStats } from '../http/env.js';
+import { describeError } from '../http/errors.js';
+import { notFound } from '../errors.js';
+import { transferTo } from '../http/transfer.js';
+import { readExactSync, SYNC_READ_MAX } from '../http/fd-body.js';
 import { formatContentRange } from '../../shared/transport/range.js';
 import type { OpenArchive } from '../catalog/open-archive.js';
 import type { IndexRecord } from '../catalog/indexer.js';
