@@ -112,7 +112,11 @@ export async function partitionComparisons(ctx: FetchContext): Promise<{ rows: R
     const cs: Contender[] = [{ name: 'native', run: async (out) => (await timed('bash', ['-c', nativePartition(url, root, out, hashFile)])).seconds }];
     if (tools.client && tools.node22) cs.push({ name: 'ours-node22-nginx', run: async (out) => (await timed(tools.node22!, clientArgs(url, out, 'partition'))).seconds });
     // fzstd decodes several times slower than node:zlib: one round keeps the bench within its time budget.
-    if (tools.client) cs.push({ name: 'ours-node20-fzstd-nginx', maxRounds: 1, run: async (out) => (await timed(tools.node20, clientArgs(url, out, 'partition'))).seconds });
+    const fzstdEnv = { ...process.env, COSI_ZSTD_DECODER: 'fzstd' };
+    if (tools.client) cs.push({ name: 'ours-node20-fzstd-nginx', maxRounds: 1, run: async (out) => (await timed(tools.node20, clientArgs(url, out, 'partition'), { env: fzstdEnv })).seconds });
+    // Node 20's default where the zstd program is installed (it is: the native baseline runs it).
+    const programEnv = { ...process.env, COSI_ZSTD_DECODER: 'zstd' };
+    if (tools.client) cs.push({ name: 'ours-node20-zstd-nginx', run: async (out) => (await timed(tools.node20, clientArgs(url, out, 'partition'), { env: programEnv })).seconds });
     if (tools.client && tools.node22 && surl) cs.push({ name: 'ours-node22-server', run: async (out) => (await timed(tools.node22!, clientArgs(surl, out, 'partition'))).seconds });
     log(`comparison 1/2: root partition, ${fmtBytes(root.compressedSize)} stored, ${fmtBytes(root.uncompressedSize)} decoded`);
     const verified: Record<string, boolean> = {};
@@ -143,6 +147,13 @@ export async function partitionComparisons(ctx: FetchContext): Promise<{ rows: R
       const s = summarize(f20);
       rows.push({ id: '1b', what: `${what}, fzstd (Node 20)`, measurement: fmtSeconds(s), baseline: base, ratio: s.median / nat.median, target: 'report (as fast as it goes)', status: verified['ours-node20-fzstd-nginx'] === false ? 'MISS' : 'INFO', notes: verified['ours-node20-fzstd-nginx'] === false ? 'OUTPUT DIFFERS from zstd -d (fzstd decodes this image wrongly; exit status 0)' : undefined, data: { ours: s, native: nat } });
     } else rows.push(notAvailable('1b', `${what}, fzstd (Node 20)`, 'report', 'dist/client/cli.js missing'));
+    const p20 = times.get('ours-node20-zstd-nginx');
+    if (p20) {
+      const s = summarize(p20);
+      const ratio = s.median / nat.median;
+      const mismatch = verified['ours-node20-zstd-nginx'] === false ? ' OUTPUT DIFFERS from native' : '';
+      rows.push({ id: '1c', what: `${what}, zstd program (Node 20)`, measurement: fmtSeconds(s), baseline: base, ratio, target: '<= 1.5', status: mismatch ? 'MISS' : passIf(ratio <= 1.5), notes: mismatch || undefined, data: { ours: s, native: nat } });
+    } else rows.push(notAvailable('1c', `${what}, zstd program (Node 20)`, '<= 1.5', 'dist/client/cli.js missing'));
     const sv = times.get('ours-node22-server');
     if (sv && n22) {
       const s = summarize(sv);
@@ -162,7 +173,7 @@ export async function partitionComparisons(ctx: FetchContext): Promise<{ rows: R
     }
     if (tools.client && f20 && !opts.quick) {
       const out = join(ctx.outDir, 'prof.out');
-      profiles['node20-fzstd'] = await cpuProfile(tools.node20, clientArgs(url, out, 'partition'));
+      profiles['node20-fzstd'] = await cpuProfile(tools.node20, clientArgs(url, out, 'partition'), 12, fzstdEnv);
       await rm(out, { force: true });
       const r = rows.find((x) => x.id === '1b');
       if (r) r.notes = `${r.notes ? r.notes + '; ' : ''}profile: ${fmtProfile(profiles['node20-fzstd'])}`;
@@ -299,9 +310,11 @@ export async function memoryComparison(ctx: FetchContext): Promise<{ rows: Row[]
   try {
     const url = `${nginx.url}/${sp.file}`;
     const out = join(ctx.outDir, 'mem.out');
-    const runs: Array<[string, string, string]> = [];
+    const runs: Array<[string, string, string, NodeJS.ProcessEnv?]> = [];
     if (tools.node22) runs.push(['6a', 'node:zlib (Node 22)', tools.node22]);
-    runs.push([tools.node22 ? '6b' : '6a', 'fzstd (Node 20)', tools.node20]);
+    runs.push([tools.node22 ? '6b' : '6a', 'fzstd (Node 20)', tools.node20, { ...process.env, COSI_ZSTD_DECODER: 'fzstd' }]);
+    // The zstd program holds the window in its own process: /usr/bin/time reports the larger of the two.
+    runs.push(['6d', 'zstd program (Node 20), max of its processes', tools.node20, { ...process.env, COSI_ZSTD_DECODER: 'zstd' }]);
     // The native pipeline's peak RSS, for scale (zstd -d holds the window plus buffers).
     await rm(out, { force: true });
     const nat = await timed(
@@ -309,10 +322,10 @@ export async function memoryComparison(ctx: FetchContext): Promise<{ rows: Row[]
       ['-f', '%M', 'bash', '-c', `curl -sf -r ${root.start}-${root.end} ${q(url)} | zstd -d -q -f -o ${q(out)}`],
     ).catch(() => undefined);
     const natKb = nat ? Number(nat.stderr.trim().split('\n').pop()) : NaN;
-    for (const [id, label, node] of runs) {
+    for (const [id, label, node, env] of runs) {
       await rm(out, { force: true });
       log(`comparison 6: ${label}`);
-      const t = await timed(node, clientArgs(url, out, 'partition'), { memory: true });
+      const t = await timed(node, clientArgs(url, out, 'partition'), { memory: true, env });
       await rm(out, { force: true });
       const rss = t.maxRss ?? NaN;
       rows.push({ id, what: `${what}, ${label}`, measurement: `${fmtBytes(rss)} (${t.seconds.toFixed(1)} s)`, baseline: `limit ${fmtBytes(limit)}${Number.isFinite(natKb) ? `; native zstd -d pipeline: max of its processes ${fmtBytes(natKb * 1024)}` : ''}`, ratio: rss / limit, target, status: passIf(rss <= limit), data: { rss, seconds: t.seconds } });

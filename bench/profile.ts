@@ -36,10 +36,10 @@ function label(n: ProfileNode): string {
   return `${name} ${where}:${f.lineNumber + 1}`;
 }
 
-export async function cpuProfile(node: string, args: string[], topN = 12): Promise<ProfileSummary> {
+export async function cpuProfile(node: string, args: string[], topN = 12, env?: NodeJS.ProcessEnv): Promise<ProfileSummary> {
   const dir = await mkdtemp(join(tmpdir(), 'cosi-bench-prof-'));
   try {
-    const t = await timed(node, ['--cpu-prof', '--cpu-prof-dir', dir, ...args]);
+    const t = await timed(node, ['--cpu-prof', '--cpu-prof-dir', dir, ...args], { env });
     return await summarizeProfileDir(dir, t.seconds, topN);
   } finally {
     await rm(dir, { recursive: true, force: true });

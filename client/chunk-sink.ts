@@ -24,3 +24,20 @@ export function isChunkSink(x: Writable | ChunkSink): x is ChunkSink {
   if (typeof (x as Partial<ChunkSink>).put !== 'function') return false;
   return !(x instanceof Writable) || (x as { [CHUNK_SINK]?: boolean })[CHUNK_SINK] === true;
 }
+
+/**
+ * The stream engine's view of any sink: a Writable as it is, a plain
+ * ChunkSink behind one whose write settles with put(). The stream engine's
+ * buffers are the consumer's to keep, so lending rules do not arise.
+ */
+export function asWritable(sink: Writable | ChunkSink): Writable {
+  if (sink instanceof Writable) return sink;
+  return new Writable({
+    highWaterMark: 1 << 20,
+    write: (chunk: Buffer, _enc, cb) => {
+      Promise.resolve()
+        .then(() => sink.put(chunk))
+        .then(() => cb(), cb);
+    },
+  });
+}

@@ -22,7 +22,7 @@ import type { ByteSource } from '../shared/transport/source.js';
 import { readTarIndex } from '../shared/format/tar.js';
 import { canDecodeInWorker, createZstdSink, zstdBackend } from '../shared/zstd/index.js';
 import { CachedSource } from './cached-source.js';
-import { CHUNK_SINK, isChunkSink, type ChunkSink } from './chunk-sink.js';
+import { asWritable, CHUNK_SINK, isChunkSink, type ChunkSink } from './chunk-sink.js';
 import { explainFailure, openCompressed, openImageStream, type ImageStream, type ImageStreamOptions } from './image-stream.js';
 import { Locator, type Located } from './locate.js';
 import type { Progress } from './progress.js';
@@ -257,7 +257,7 @@ export class CosiImage {
     if (!isChunkSink(sink) || !canDecodeInWorker(zstdBackend())) {
       const s = await this.stream(image, opts);
       try {
-        await pipeline(s.readable, sink as Writable);
+        await pipeline(s.readable, asWritable(sink));
       } catch (err) {
         throw await explainFailure(this.source, image, s, err);
       }

@@ -8,11 +8,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isCosiError } from '../shared/errors.js';
-import { canDecodeInWorker, compressFile, createZstdDecoder, createZstdSink, hasNodeZstd, readFrameHeader, zstdBackend, type ZstdDecoderOptions } from '../shared/zstd/index.js';
+import { canDecodeInWorker, compressFile, createZstdDecoder, createZstdSink, hasNodeZstd, readFrameHeader, zstdBackend, zstdProgram, type ZstdDecoderOptions } from '../shared/zstd/index.js';
 import type { WriteReport, WriteTarget } from '../shared/transport/positional-write.js';
 
-type Backend = 'node' | 'fzstd';
-const backends: Backend[] = hasNodeZstd() ? ['fzstd', 'node'] : ['fzstd'];
+type Backend = 'node' | 'zstd' | 'fzstd';
+const backends: Backend[] = ['fzstd', ...(hasNodeZstd() ? ['node' as const] : []), ...(zstdProgram() ? ['zstd' as const] : [])];
 /**
  * Each backend through every engine: the Transform (decoder.ts), the worker
  * sink lending its ring (sink.ts, onData), and the worker writing a file
@@ -214,8 +214,8 @@ test('readFrameHeader parses frame and skippable headers', () => {
   assert.throws(() => readFrameHeader(Buffer.from('garbage!')), (e) => isCosiError(e, 'COSI_ERR_ZSTD'));
 });
 
-test('auto backend is node exactly when node:zlib has zstd', () => {
-  assert.equal(zstdBackend(), hasNodeZstd() ? 'node' : 'fzstd');
+test('auto backend: node:zlib where it has zstd, else the zstd program when installed, else fzstd', () => {
+  assert.equal(zstdBackend(), hasNodeZstd() ? 'node' : zstdProgram() ? 'zstd' : 'fzstd');
   if (!hasNodeZstd()) {
     assert.throws(() => createZstdDecoder({ maxWindowLog: 27, backend: 'node' }), (e) => isCosiError(e, 'COSI_ERR_UNSUPPORTED'));
   }
@@ -263,7 +263,7 @@ for (const mode of modes) {
     const long31 = zstd('--long=31', small);
     assertCode(await decode(long31, mode, { maxWindowLog: 27 }), 'COSI_ERR_ZSTD', /windowLog 31.*maxWindowLog 27/);
     const o = await decode(long31, mode, { maxWindowLog: 31 });
-    if (mode.backend === 'node') {
+    if (mode.backend !== 'fzstd') {
       assert.equal(o.err, undefined);
       assert.equal(sha256(o.out), sha256(small));
     } else {

@@ -2,7 +2,9 @@
  * Decoder backends; one instance decodes exactly one frame. node:zlib where
  * the runtime has it (fast), fzstd otherwise (pure JavaScript).
  */
+import { accessSync, constants } from 'node:fs';
 import { createRequire } from 'node:module';
+import { delimiter, join } from 'node:path';
 import * as zlib from 'node:zlib';
 import type { Decompress } from 'fzstd';
 import type { XXHash, XXHashAPI } from 'xxhash-wasm';
@@ -184,4 +186,25 @@ export class FzstdFrameDecoder implements FrameDecoder {
 
 export function hasNodeZstd(): boolean {
   return typeof zlib.createZstdDecompress === 'function' && zlib.constants.ZSTD_d_windowLogMax !== undefined;
+}
+
+let program: string | null | undefined;
+
+/** The zstd program on PATH, or undefined; looked up once, without running it. */
+export function zstdProgram(): string | undefined {
+  if (program === undefined) {
+    program = null;
+    for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+      if (!dir) continue;
+      const candidate = join(dir, 'zstd');
+      try {
+        accessSync(candidate, constants.X_OK);
+        program = candidate;
+        break;
+      } catch {
+        // not here
+      }
+    }
+  }
+  return program ?? undefined;
 }

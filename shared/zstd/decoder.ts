@@ -15,17 +15,18 @@ import { Transform, type TransformCallback } from 'node:stream';
 import { FzstdFrameDecoder, NodeFrameDecoder, zstdError, type Emit, type FrameDecoder } from './backends.js';
 import { BIG_CHUNK, FrameScanner, type ScanEvent } from './frame.js';
 import { DecodePolicy, type ZstdDecoderOptions } from './policy.js';
+import { ProcessDecoder } from './process.js';
 
-export { zstdBackend, type ZstdDecoderOptions } from './policy.js';
+export { decoderName, zstdBackend, type ZstdDecoderOptions } from './policy.js';
 
 class ZstdDecoder extends Transform {
   private readonly policy: DecodePolicy;
   private readonly scanner: FrameScanner;
   private frame: FrameDecoder | undefined;
 
-  constructor(opts: ZstdDecoderOptions) {
+  constructor(policy: DecodePolicy) {
     super({ readableHighWaterMark: BIG_CHUNK });
-    this.policy = new DecodePolicy(opts);
+    this.policy = policy;
     this.scanner = new FrameScanner(this.policy.checkHeader, this.policy.backend === 'fzstd');
   }
 
@@ -91,5 +92,6 @@ class ZstdDecoder extends Transform {
  * decompressed bytes, with backpressure and a hard output cap.
  */
 export function createZstdDecoder(opts: ZstdDecoderOptions): Transform {
-  return new ZstdDecoder(opts);
+  const policy = new DecodePolicy(opts);
+  return policy.backend === 'zstd' ? new ProcessDecoder(policy) : new ZstdDecoder(policy);
 }

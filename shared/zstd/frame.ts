@@ -14,7 +14,8 @@ export const MAX_BLOCK = 128 * 1024;
 export const FZSTD_MAX_WINDOW = 2145386496;
 export const BIG_CHUNK = 1 << 20;
 
-export type ZstdBackend = 'node' | 'fzstd';
+/** node:zlib in process, the zstd program in a child process, or fzstd (JavaScript). */
+export type ZstdBackend = 'node' | 'zstd' | 'fzstd';
 
 export type FrameHeader =
   | { kind: 'frame'; windowSize: number; windowLog: number; contentSize?: number; headerSize: number }

@@ -7,7 +7,7 @@
  * writers (sink.ts), and a file-range encoder for the writer.
  */
 export { readFrameHeader, type FrameHeader, type ZstdBackend } from './frame.js';
-export { hasNodeZstd } from './backends.js';
-export { createZstdDecoder, zstdBackend, type ZstdDecoderOptions } from './decoder.js';
+export { hasNodeZstd, zstdProgram } from './backends.js';
+export { createZstdDecoder, decoderName, zstdBackend, type ZstdDecoderOptions } from './decoder.js';
 export { canDecodeInWorker, createZstdSink, warmDecoder, type ZstdSinkOptions } from './sink.js';
 export { compressFile, type CompressOptions, type CompressResult } from './encoder.js';

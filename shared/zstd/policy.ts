@@ -5,7 +5,7 @@
  * declared content size, and a stream that ends on a frame boundary.
  */
 import { CosiError } from '../errors.js';
-import { hasNodeZstd } from './backends.js';
+import { hasNodeZstd, zstdProgram } from './backends.js';
 import { FZSTD_MAX_WINDOW, type FrameHeader, type FrameScanner, type ZstdBackend } from './frame.js';
 
 export interface ZstdDecoderOptions {
@@ -18,9 +18,28 @@ export interface ZstdDecoderOptions {
 
 type Frame = Extract<FrameHeader, { kind: 'frame' }>;
 
-/** What backend 'auto' picks. */
+const BACKENDS: readonly ZstdBackend[] = ['node', 'zstd', 'fzstd'];
+
+/**
+ * What backend 'auto' picks: node:zlib where the runtime has it, else the
+ * zstd program when installed, else fzstd. COSI_ZSTD_DECODER names one
+ * instead (benchmarks compare them; an unusable choice is an error, not a
+ * silent fallback).
+ */
 export function zstdBackend(): ZstdBackend {
-  return hasNodeZstd() ? 'node' : 'fzstd';
+  const forced = process.env.COSI_ZSTD_DECODER;
+  if (forced) {
+    if (!(BACKENDS as readonly string[]).includes(forced)) {
+      throw new CosiError('COSI_ERR_USAGE', `COSI_ZSTD_DECODER must be ${BACKENDS.join(', ')}, got ${JSON.stringify(forced)}`);
+    }
+    return forced as ZstdBackend;
+  }
+  return hasNodeZstd() ? 'node' : zstdProgram() ? 'zstd' : 'fzstd';
+}
+
+/** The decoder's name for reports (--json, inspect). */
+export function decoderName(backend: ZstdBackend = zstdBackend()): string {
+  return backend === 'node' ? 'node:zlib' : backend === 'zstd' ? 'zstd program' : 'fzstd';
 }
 
 export class DecodePolicy {
@@ -39,6 +58,9 @@ export class DecodePolicy {
     const backend = opts.backend ?? 'auto';
     if (backend === 'node' && !hasNodeZstd()) {
       throw new CosiError('COSI_ERR_UNSUPPORTED', `node:zlib has no zstd on Node ${process.version} (needs >= 22.15)`);
+    }
+    if (backend === 'zstd' && !zstdProgram()) {
+      throw new CosiError('COSI_ERR_UNSUPPORTED', 'the zstd program is not on PATH: install zstd, or run on Node >= 22.15');
     }
     if (!Number.isInteger(opts.maxWindowLog) || opts.maxWindowLog < 10 || opts.maxWindowLog > 31) {
       throw new CosiError('COSI_ERR_USAGE', `maxWindowLog must be an integer from 10 to 31, got ${opts.maxWindowLog}`);
@@ -62,7 +84,7 @@ export class DecodePolicy {
       throw new CosiError(
         'COSI_ERR_UNSUPPORTED',
         `zstd frame needs a ${h.windowSize}-byte window (windowLog ${h.windowLog}); ` +
-          'the fzstd decoder stops at 2046 MiB: run on Node >= 22.15 to use node:zlib',
+          'the fzstd decoder stops at 2046 MiB: install the zstd program, or run on Node >= 22.15 to use node:zlib',
       );
     }
     // A declared content size lets a bomb be refused before decoding a byte.

@@ -88,7 +88,8 @@ let handleCheck: boolean | undefined;
  */
 export function canDecodeInWorker(backend: ZstdBackend): boolean {
   if (backend === 'fzstd') return true;
-  if (!hasNodeZstd()) return false;
+  // The zstd program decodes in its own process, never in a worker.
+  if (backend === 'zstd' || !hasNodeZstd()) return false;
   if (handleCheck === undefined) {
     const probe = zlib.createZstdDecompress() as unknown as { _handle?: { writeSync?: unknown; close?: () => void }; _writeState?: unknown };
     handleCheck = typeof probe._handle?.writeSync === 'function' && probe._writeState instanceof Uint32Array;
@@ -193,7 +194,7 @@ class ZstdSink extends Writable {
     super({ highWaterMark: 1 << 20 });
     this.policy = new DecodePolicy(opts);
     if (!canDecodeInWorker(this.policy.backend)) {
-      throw new CosiError('COSI_ERR_UNSUPPORTED', `this runtime's node:zlib cannot be driven from a worker; use createZstdDecoder`);
+      throw new CosiError('COSI_ERR_UNSUPPORTED', `the ${this.policy.backend} decoder does not run in a worker here; use createZstdDecoder`);
     }
     this.scanner = new FrameScanner(this.policy.checkHeader, false);
     this.releaseInput = opts.releaseInput === true;
