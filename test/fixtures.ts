@@ -18,7 +18,19 @@ import { promisify } from 'node:util';
 
 const run = promisify(execFile);
 export const REPO = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-export const REFERENCE = join(REPO, '..', 'shared', 'reference');
+/**
+ * The COSI reference material (specification, JSON schema, sample documents) is not ours to ship:
+ * CI checks it out beside the repository, COSI_REFERENCE points elsewhere. Tests that compare
+ * against it skip when it is absent; everything else uses TEST_DATA, which the project owns.
+ */
+export const REFERENCE = process.env['COSI_REFERENCE'] || join(REPO, '..', 'shared', 'reference');
+export const TEST_DATA = join(REPO, 'test', 'data');
+
+/** A node:test `skip` value: false when these reference files exist, else the one-line reason. */
+export function needsReference(...files: string[]): string | false {
+  const missing = files.find((f) => !existsSync(join(REFERENCE, f)));
+  return missing === undefined ? false : `needs the COSI reference material (${join(REFERENCE, missing)} not found; set COSI_REFERENCE)`;
+}
 export const PACK_CLI = join(REPO, 'dist', 'shared', 'pack', 'cli.js');
 const MiB = 1024 * 1024;
 

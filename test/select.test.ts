@@ -2,15 +2,15 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { REFERENCE } from './fixtures.js';
+import { TEST_DATA } from './fixtures.js';
 import { selectPartition, describeChoices } from '../shared/format/select.js';
 import { listPartitions, primaryGptRegion, allImageFiles, parseMetadata, type CosiMetadata, type PartitionInfo } from '../shared/format/metadata.js';
 import { CosiError } from '../shared/errors.js';
 import type { Gpt, GptPartition } from '../shared/disk/gpt.js';
 
-const SAMPLES = join(REFERENCE, 'metadata-samples', 'valid');
-const load = (name: string): CosiMetadata => parseMetadata(readFileSync(join(SAMPLES, name)));
-const GRUB = load('grub-simple.json');
+// Our own documents: a GRUB image (ESP #1, root #2) and a verity root booted by a systemd-boot UKI.
+const load = (name: string): CosiMetadata => parseMetadata(readFileSync(join(TEST_DATA, 'metadata', name)));
+const GRUB = load('grub-ext4.json');
 const VERITY = load('verity-uki-systemd-boot.json');
 
 const SHA = 'ab'.repeat(48);
@@ -107,13 +107,13 @@ test('listPartitions (1.2): partition regions in disk order, joined with their f
   assert.deepEqual(
     parts.map((p) => [p.path, p.number, p.role, p.mountPoint, p.dpsName]),
     [
-      ['images/esp.rawzst', 1, 'filesystem', '/boot/efi', 'esp'],
-      ['images/root.rawzst', 2, 'filesystem', '/', 'root'],
+      ['images/partition-1.raw.zst', 1, 'filesystem', '/boot/efi', 'esp'],
+      ['images/partition-2.raw.zst', 2, 'filesystem', '/', 'root'],
     ],
   );
   assert.equal(parts[1]!.fsType, 'ext4');
-  assert.equal(parts[1]!.fsUuid, '88d2fa9b-7a32-450a-a9f8-aa9c3de79298');
-  assert.equal(parts[1]!.image.uncompressedSize, 899494400);
+  assert.equal(parts[1]!.fsUuid, '6d0f4c1a-93b2-4e57-8a1d-c2f9e07b5a34');
+  assert.equal(parts[1]!.image.uncompressedSize, 1073741824);
   assert.equal(parts[1]!.gptPartition, undefined);
   assert.equal(parts[1]!.shrunk, undefined);
 });
@@ -123,9 +123,9 @@ test('listPartitions (1.2): a verity image not placed in gptRegions follows, unn
   assert.deepEqual(
     parts.map((p) => [p.path, p.number, p.role, p.dpsName, p.verityOf]),
     [
-      ['images/esp.rawzst', 1, 'filesystem', 'esp', undefined],
-      ['images/root.rawzst', 2, 'filesystem', 'root', undefined],
-      ['images/root-verity.rawzst', undefined, 'verity-hash', 'root-verity', 'images/root.rawzst'],
+      ['images/partition-1.raw.zst', 1, 'filesystem', 'esp', undefined],
+      ['images/partition-2.raw.zst', 2, 'filesystem', 'root', undefined],
+      ['images/root-verity.raw.zst', undefined, 'verity-hash', 'root-verity', 'images/partition-2.raw.zst'],
     ],
   );
 });
@@ -179,8 +179,8 @@ test('listPartitions (1.1, no disk): filesystems and verity images in metadata o
 });
 
 test('primaryGptRegion and allImageFiles (distinct paths, GPT region first)', () => {
-  assert.equal(primaryGptRegion(GRUB)?.image.path, 'images/primary-gpt.rawzst');
-  assert.deepEqual(allImageFiles(VERITY).map((i) => i.path), ['images/primary-gpt.rawzst', 'images/esp.rawzst', 'images/root.rawzst', 'images/root-verity.rawzst']);
+  assert.equal(primaryGptRegion(GRUB)?.image.path, 'images/primary-gpt.raw.zst');
+  assert.deepEqual(allImageFiles(VERITY).map((i) => i.path), ['images/primary-gpt.raw.zst', 'images/partition-1.raw.zst', 'images/partition-2.raw.zst', 'images/root-verity.raw.zst']);
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -188,11 +188,11 @@ test('primaryGptRegion and allImageFiles (distinct paths, GPT region first)', ()
 
 test('select by type name: root, esp, efi alias, DPS names, case-insensitive', () => {
   const parts = listPartitions(VERITY);
-  assert.equal(selectPartition(parts, 'root').path, 'images/root.rawzst');
-  assert.equal(selectPartition(parts, 'ROOT').path, 'images/root.rawzst');
-  assert.equal(selectPartition(parts, 'esp').path, 'images/esp.rawzst');
-  assert.equal(selectPartition(parts, 'efi').path, 'images/esp.rawzst');
-  assert.equal(selectPartition(parts, 'root-verity').path, 'images/root-verity.rawzst');
+  assert.equal(selectPartition(parts, 'root').path, 'images/partition-2.raw.zst');
+  assert.equal(selectPartition(parts, 'ROOT').path, 'images/partition-2.raw.zst');
+  assert.equal(selectPartition(parts, 'esp').path, 'images/partition-1.raw.zst');
+  assert.equal(selectPartition(parts, 'efi').path, 'images/partition-1.raw.zst');
+  assert.equal(selectPartition(parts, 'root-verity').path, 'images/root-verity.raw.zst');
   const ab = listPartitions(abImage(), abGpt());
   assert.equal(selectPartition(ab, 'usr').number, 6);
   assert.equal(selectPartition(ab, 'swap').number, 5);
@@ -214,13 +214,13 @@ test('select root/esp by mount point when the type is not DPS', () => {
 
 test('select by mount point, GPT number and exact path', () => {
   const parts = listPartitions(GRUB);
-  assert.equal(selectPartition(parts, '/').path, 'images/root.rawzst');
+  assert.equal(selectPartition(parts, '/').path, 'images/partition-2.raw.zst');
   assert.equal(selectPartition(parts, '/boot/efi').number, 1);
   assert.equal(selectPartition(parts, '/boot/efi/').number, 1);
-  assert.equal(selectPartition(parts, '1').path, 'images/esp.rawzst');
-  assert.equal(selectPartition(parts, '2').path, 'images/root.rawzst');
-  assert.equal(selectPartition(parts, ' 2 ').path, 'images/root.rawzst');
-  assert.equal(selectPartition(parts, 'images/esp.rawzst').number, 1);
+  assert.equal(selectPartition(parts, '1').path, 'images/partition-1.raw.zst');
+  assert.equal(selectPartition(parts, '2').path, 'images/partition-2.raw.zst');
+  assert.equal(selectPartition(parts, ' 2 ').path, 'images/partition-2.raw.zst');
+  assert.equal(selectPartition(parts, 'images/partition-1.raw.zst').number, 1);
 });
 
 test('the first rule that matches decides: an exact path beats a type name', () => {
@@ -250,12 +250,12 @@ test('ambiguity: an A/B image with two roots names both candidates; number and p
 test('no match: the message lists every choice', () => {
   const parts = listPartitions(VERITY);
   const expected =
-    "no partition matches 'foo'; choices: esp (/boot/efi, #1, images/esp.rawzst), root (/, #2, images/root.rawzst), " +
-    'root-verity (hash of images/root.rawzst, images/root-verity.rawzst)';
+    "no partition matches 'foo'; choices: esp (/boot/efi, #1, images/partition-1.raw.zst), root (/, #2, images/partition-2.raw.zst), " +
+    'root-verity (hash of images/partition-2.raw.zst, images/root-verity.raw.zst)';
   const err = assertSelectorError(() => selectPartition(parts, 'foo'), /^no partition matches 'foo'; choices: /);
   assert.equal(err.message, expected);
   assert.equal(err.exitCode, 2);
-  for (const sel of ['9', '0', '/var', 'home', 'images/nope.zst', 'root.rawzst', '']) {
+  for (const sel of ['9', '0', '/var', 'home', 'images/nope.zst', 'partition-2.raw.zst', '']) {
     assertSelectorError(() => selectPartition(parts, sel), new RegExp(`^no partition matches '${sel.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}'; choices: esp`));
   }
   assertSelectorError(() => selectPartition([], 'root'), /^no partition matches 'root'; choices: \(none: the image has no partitions\)$/);
@@ -279,11 +279,12 @@ test('listPartitions: a verity hash placed in gptRegions gets its number, and it
   assert.equal(hashPart.dpsName, 'root-verity'); // inferred from the data partition
   assert.equal(hashPart.partType, undefined);
   const gpt = abGpt();
-  gpt.partitions = [gp(1, T.esp, 16384), gp(2, T.root, 899494400 / 512), gp(3, T.rootVerity, 524288000 / 512)];
+  // Partitions exactly the size of their images: ESP 64 MiB, root 1 GiB, the hash tree 8260 KiB.
+  gpt.partitions = [gp(1, T.esp, 67108864 / 512), gp(2, T.root, 1073741824 / 512), gp(3, T.rootVerity, 8458240 / 512)];
   const joined = listPartitions(meta, gpt).find((p) => p.number === 3)!;
   assert.equal(joined.role, 'verity-hash');
   assert.equal(joined.partType, T.rootVerity);
-  assert.equal(joined.verityOf, 'images/root.rawzst');
+  assert.equal(joined.verityOf, 'images/partition-2.raw.zst');
   assert.equal(joined.shrunk, false);
   assert.equal(selectPartition(listPartitions(meta, gpt), 'root-verity').number, 3);
   assert.equal(listPartitions(meta, gpt).length, 3);
