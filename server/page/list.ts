@@ -9,7 +9,8 @@
  */
 import { html } from 'hono/html';
 import { encodePath } from '../catalog/ids.js';
-import type { ImageSummary, PartitionSummary } from '../summary.js';
+import type { IndexRecord } from '../catalog/indexer.js';
+import { osSummary, summarize, type ImageSummary, type PartitionSummary } from '../summary.js';
 import { diskCommand, inspectCommand, partitionCommand } from './commands.js';
 import { badges, copyable, humanBytes, ratio, verifiedBadge } from './parts.js';
 
@@ -31,20 +32,32 @@ export function detailUrl(img: Pick<ImageSummary, 'id'>): string {
   return `/images/${encodePath(img.id)}`;
 }
 
-/** Everything a filter word may match: names, versions, architecture, state and each partition's type, mount point and filesystem. */
-function haystack(img: ImageSummary): string {
-  const parts = img.partitions.flatMap((p) => [p.dpsName, p.mountPoint, p.fsType, p.selector]);
-  return [img.id, img.prettyName, img.osId, img.versionId, img.osArch, img.version && `cosi ${img.version}`, img.bootloader, img.valid ? 'valid' : 'invalid', img.remote ? 'remote' : '', ...parts]
-    .filter(Boolean)
+/**
+ * Everything a filter word may match: names, versions, architecture, state and
+ * each partition's type, mount point and filesystem. Made from the record, not
+ * its summary (choosing selectors is the costly part of a summary, and only
+ * the shown page needs them), once per record while the index keeps it.
+ */
+const haystacks = new WeakMap<IndexRecord, string>();
+function haystack(r: IndexRecord): string {
+  let h = haystacks.get(r);
+  if (h !== undefined) return h;
+  const m = r.archive?.metadata;
+  const os = m ? osSummary(m) : {};
+  const parts = r.archive?.partitions.flatMap(({ info }) => [info.dpsName, info.mountPoint, info.fsType]) ?? [];
+  h = [r.id, os.prettyName, os.osId, os.versionId, m?.osArch, m?.version && `cosi ${m.version}`, m?.bootloader?.type, r.valid ? 'valid' : 'invalid', r.origin ? 'remote' : '', ...parts]
+    .filter((x) => typeof x === 'string' && x !== '')
     .join(' ')
     .toLowerCase();
+  haystacks.set(r, h);
+  return h;
 }
 
-export function filterImages(images: ImageSummary[], q: string): ImageSummary[] {
+export function filterRecords(records: IndexRecord[], q: string): IndexRecord[] {
   const words = q.toLowerCase().split(/\s+/).filter(Boolean);
-  if (words.length === 0) return images;
-  return images.filter((img) => {
-    const h = haystack(img);
+  if (words.length === 0) return records;
+  return records.filter((r) => {
+    const h = haystack(r);
     return words.every((w) => h.includes(w));
   });
 }
@@ -128,13 +141,14 @@ function pager(q: string, page: number, pages: number, where: string) {
   return html`<nav class="pager" aria-label="${`Pages, ${where}`}">${prev}${items}${next}</nav>`;
 }
 
-/** One page of the list: the filter form, the count, the cards and the pager. */
-export function listView(origin: string, all: ImageSummary[], query: ListQuery) {
-  const matching = filterImages(all, query.q);
+/** One page of the list: the filter form, the count, the cards and the pager. Servable images first, then broken files with their reason. */
+export function listView(origin: string, records: IndexRecord[], query: ListQuery) {
+  const all = [...records].sort((a, b) => Number(b.valid) - Number(a.valid) || a.id.localeCompare(b.id));
+  const matching = filterRecords(all, query.q);
   const pages = Math.max(1, Math.ceil(matching.length / PAGE_SIZE));
   const page = Math.min(query.page, pages);
   const first = (page - 1) * PAGE_SIZE;
-  const shown = matching.slice(first, first + PAGE_SIZE);
+  const shown = matching.slice(first, first + PAGE_SIZE).map((r) => summarize(r));
   const n = (x: number) => x.toLocaleString('en-US');
   const count = matching.length === 0
     ? `No image of ${n(all.length)} matches`

@@ -33,7 +33,7 @@ main { max-width:1180px; margin:24px auto; padding:0 24px; }
 .pager a:hover { border-color:var(--accent); }
 .pager [aria-current] { background:#2a3a55; color:#fff; border-color:#2a3a55; font-weight:600; }
 .pager .gap { border:0; background:none; color:var(--muted); min-width:0; padding:4px 2px; }
-.pager .off { color:#6b7587; background:#eef0f3; }
+.pager .off { color:var(--muted); background:#eef0f3; }
 .card { background:var(--card); border:1px solid var(--line); border-radius:10px; margin-bottom:22px; box-shadow:0 1px 2px rgba(16,24,40,.04); overflow:hidden; }
 .card.invalid { border-color:#efc3c3; }
 .head { padding:16px 20px 12px; display:flex; gap:12px 16px; align-items:flex-start; justify-content:space-between; flex-wrap:wrap; }

@@ -18,17 +18,16 @@ export function pageRoutes(deps: AppDeps): Hono<AppEnv> {
 
   getCounted(app, '/', 'page', async (c) => {
     const origin = new URL(c.req.url).origin;
-    // Servable images first; broken files still show, with their reason, below.
-    const images = (await deps.catalog.list()).map((r) => summarize(r)).sort((a, b) => Number(b.valid) - Number(a.valid) || a.id.localeCompare(b.id));
-    const valid = images.filter((i) => i.valid).length;
-    const total = images.reduce((n, i) => n + i.size, 0);
+    const records = await deps.catalog.list();
+    const valid = records.filter((r) => r.valid).length;
+    const total = records.reduce((n, r) => n + r.identity.size, 0);
     const scanned = deps.catalog.lastScan ? ` · scanned ${deps.catalog.lastScan.toISOString().replace('T', ' ').slice(0, 19)} UTC` : '';
     c.header('Cache-Control', 'no-cache');
     return c.html(
       pageDocument({
         title: 'COSI catalog',
-        sub: html`<span class="sub">${images.length} image${images.length === 1 ? '' : 's'} · ${valid} valid · ${humanBytes(total)}${scanned}</span>`,
-        body: listView(origin, images, listQuery((name) => c.req.query(name))),
+        sub: html`<span class="sub">${records.length} image${records.length === 1 ? '' : 's'} · ${valid} valid · ${humanBytes(total)}${scanned}</span>`,
+        body: listView(origin, records, listQuery((name) => c.req.query(name))),
       }),
     );
   });
