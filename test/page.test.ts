@@ -68,6 +68,8 @@ describe('the list', () => {
     assert.deepEqual(cards(await page('/?q=small4k')), ['lab/small4k']);
     assert.deepEqual(cards(await page('/?q=SYSTEMD-BOOT')), ['rich'], 'bootloader, case-insensitive');
     assert.deepEqual(cards(await page('/?q=invalid')), ['broken/notes']);
+    assert.deepEqual(cards(await page('/?q=valid+small')), ['lab/small4k', 'small'], "'valid' is the state, not a part of 'invalid'");
+    assert.deepEqual(cards(await page('/?q=valid+notes')), []);
     assert.deepEqual(cards(await page('/?q=small+x86_64+%2Fboot%2Fefi')), ['lab/small4k', 'small'], 'all words, a mount point among them');
     const none = await page('/?q=%3Cscript%3Ezzz');
     assert.deepEqual(cards(none), []);

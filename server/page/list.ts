@@ -58,7 +58,8 @@ export function filterRecords(records: IndexRecord[], q: string): IndexRecord[] 
   if (words.length === 0) return records;
   return records.filter((r) => {
     const h = haystack(r);
-    return words.every((w) => h.includes(w));
+    // 'valid' is inside 'invalid': as a word of its own it means the state.
+    return words.every((w) => (w === 'valid' ? r.valid : h.includes(w)));
   });
 }
 
