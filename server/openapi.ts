@@ -185,6 +185,9 @@ const parameters: Record<string, Json> = {
     description: "1: stream the decompressed image (no Range; the last chunk is held until the SHA-384 matched, and on a mismatch the connection is cut short of Content-Length). Concurrency is capped (503 + Retry-After beyond it).",
     schema: { enum: ['1'] },
   },
+  q: { name: 'q', in: 'query', required: false, description: "Filter words, each matched (case-insensitive) against an image's id, name, version, architecture, bootloader, validity and partition types, mount points and filesystems.", schema: { type: 'string' } },
+  page: { name: 'page', in: 'query', required: false, description: 'Page of the filtered list, from 1 (50 images a page); past the last means the last.', schema: { type: 'integer', minimum: 1 } },
+  pkg: { name: 'pkg', in: 'query', required: false, description: 'Show only the packages whose name, version, release or arch hold each of these words.', schema: { type: 'string' } },
   Range: { name: 'Range', in: 'header', required: false, description: 'bytes=A-B, bytes=A-, bytes=-N, or several comma-separated (multipart/byteranges up to the server cap, a plain 200 beyond it).', schema: { type: 'string' } },
   IfRange: { name: 'If-Range', in: 'header', required: false, description: 'ETag or HTTP date: the Range applies only while the representation is unchanged.', schema: { type: 'string' } },
   IfNoneMatch: { name: 'If-None-Match', in: 'header', required: false, description: '304 when it matches the ETag.', schema: { type: 'string' } },
@@ -278,8 +281,20 @@ const paths: Record<string, Json> = {
   '/': pathItem({
     id: 'catalogPage',
     tags: ['catalog'],
-    summary: 'The catalog as an HTML page, with a copyable cosi-fetch command per partition.',
+    summary: 'The catalog as an HTML page: a filter, 50 images a page, copyable cosi-fetch commands (disk, inspect, each partition).',
+    parameters: [P('q'), P('page')],
     responses: { '200': { description: 'HTML.', content: { 'text/html': { schema: { type: 'string' } } } }, '401': ref('responses', 'Unauthorized') },
+  }),
+  '/images/{id}': pathItem({
+    id: 'imagePage',
+    tags: ['catalog'],
+    summary: 'One image as an HTML page: partitions with their full SHA-384s, osRelease, bootloader, packages (searchable), commands.',
+    parameters: [P('id'), P('pkg')],
+    responses: {
+      '200': { description: 'HTML.', content: { 'text/html': { schema: { type: 'string' } } } },
+      '401': ref('responses', 'Unauthorized'),
+      '404': ref('responses', 'NotFound'),
+    },
   }),
   '/healthz': pathItem({
     id: 'health',

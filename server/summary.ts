@@ -27,11 +27,20 @@ export function osSummary(meta: CosiMetadata): { prettyName?: string; osId?: str
   return { prettyName, osId: os['ID'], versionId: os['VERSION_ID'] };
 }
 
+/** Chosen once per partition of an indexed archive: listings summarize every image on every request. */
+const selectors = new WeakMap<PartitionInfo, string>();
+
 /**
  * The shortest selector that picks exactly this partition: its type name,
  * else its mount point, number or path. Used for the copyable commands.
  */
 export function preferredSelector(all: PartitionInfo[], p: PartitionInfo): string {
+  let s = selectors.get(p);
+  if (s === undefined) selectors.set(p, (s = firstUnique(all, p)));
+  return s;
+}
+
+function firstUnique(all: PartitionInfo[], p: PartitionInfo): string {
   const candidates = [p.dpsName, p.mountPoint, p.number === undefined ? undefined : String(p.number), p.path];
   for (const c of candidates) {
     if (!c) continue;

@@ -18,3 +18,19 @@ export function formatBytes(n: number, precision: 'fixed' | 'significant' = 'fix
   const digits = precision === 'fixed' ? 1 : v >= 100 ? 0 : v >= 10 ? 1 : 2;
   return `${v.toFixed(digits)} ${UNITS[u]}`;
 }
+
+/**
+ * How much smaller compression made something, as a factor of the original
+ * size: `3.21x`, `16.4x`, `16352x` (three significant digits, whole numbers from
+ * 100 up; below 1 when compression grew it). `-` when either size is not a
+ * positive count. The page and `cosi-fetch inspect` both print it, so a
+ * number read in one is the number found in the other.
+ */
+export function formatRatio(compressed: number, uncompressed: number): string {
+  if (!(compressed > 0) || !(uncompressed > 0) || !Number.isFinite(compressed) || !Number.isFinite(uncompressed)) return '-';
+  const f = uncompressed / compressed;
+  // Decide the digits on the rounded value, so 9.996 reads 10.0x, not 10.00x.
+  let digits = 2;
+  while (digits > 0 && Number(f.toFixed(digits)) >= 10 ** (3 - digits)) digits--;
+  return `${f.toFixed(digits)}x`;
+}

@@ -9,6 +9,7 @@ import { CosiImage, type TransferStats } from '../image.js';
 import { orWithoutRange, withWholeArchive } from './no-range.js';
 import type { Common } from './options.js';
 import { human, print, summaryBase } from './report.js';
+import { formatRatio } from '../../shared/units.js';
 
 type View = ReturnType<typeof inspectView>;
 
@@ -90,7 +91,7 @@ function table(view: View): string {
     p.partitionSize === undefined ? '-' : human(p.partitionSize),
     human(p.uncompressedSize) + (p.shrunk ? ' (shrunk)' : ''),
     human(p.compressedSize),
-    p.ratio === null ? '-' : `${p.ratio}x`,
+    formatRatio(p.compressedSize, p.uncompressedSize),
     p.path,
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));

@@ -93,7 +93,6 @@ export async function sendDecompressed(c: Context<AppEnv>, deps: AppDeps, a: Ope
   };
   const count = async function* (source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
     for await (const chunk of source) {
-      stats.bytes += chunk.length;
       deps.metrics.inc('cosi_http_bytes_served_total', { route: stats.route }, chunk.length);
       yield chunk;
     }

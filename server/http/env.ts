@@ -15,7 +15,7 @@ import type { Gate } from './gate.js';
 export interface RequestStats {
   /** Route label for metrics and the log; set by the route that answered. */
   route: string;
-  /** Body bytes of byte endpoints. */
+  /** Body bytes handed to the response, counted by trackRequest when there is a log to write. */
   bytes: number;
   id?: string;
   /** Why a transfer ended early, if it did. */

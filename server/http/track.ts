@@ -27,6 +27,7 @@ function requestCounter(metrics: Metrics, route: string, status: number): { valu
 export function trackRequest(deps: AppDeps, incoming: IncomingMessage, outgoing: ServerResponse): RequestStats {
   const stats: RequestStats = { route: 'unknown', bytes: 0 };
   const t0 = deps.log ? performance.now() : 0;
+  if (deps.log) countBody(incoming, outgoing, stats);
   const done = (): void => {
     const status = outgoing.statusCode;
     requestCounter(deps.metrics, stats.route, status).value++;
@@ -51,4 +52,30 @@ export function trackRequest(deps: AppDeps, incoming: IncomingMessage, outgoing:
   outgoing.once('close', () => (outgoing.writableFinished ? done() : setImmediate(done)));
   if (deps.draining?.()) outgoing.setHeader('Connection', 'close');
   return stats;
+}
+
+/** Body bytes of one write or end call (a callback in the chunk's place is no data). */
+function chunkBytes(chunk: unknown, encoding: unknown): number {
+  if (typeof chunk === 'string') return Buffer.byteLength(chunk, typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8');
+  return chunk instanceof Uint8Array ? chunk.byteLength : 0;
+}
+
+/**
+ * stats.bytes, for the log: every body byte handed to the response, whoever
+ * wrote it (a byte endpoint, Hono's JSON and HTML bodies, an error body), so
+ * the log says what was sent. HEAD, 204 and 304 carry no body, whatever was
+ * passed to end(). Only when logging: the count has no other reader.
+ */
+function countBody(incoming: IncomingMessage, outgoing: ServerResponse, stats: RequestStats): void {
+  const bodiless = (): boolean => incoming.method === 'HEAD' || outgoing.statusCode === 204 || outgoing.statusCode === 304;
+  const write = outgoing.write;
+  const end = outgoing.end;
+  outgoing.write = function (this: ServerResponse, chunk: unknown, ...rest: unknown[]) {
+    if (!bodiless()) stats.bytes += chunkBytes(chunk, rest[0]);
+    return (write as (...a: unknown[]) => boolean).call(this, chunk, ...rest);
+  } as ServerResponse['write'];
+  outgoing.end = function (this: ServerResponse, chunk?: unknown, ...rest: unknown[]) {
+    if (!bodiless()) stats.bytes += chunkBytes(chunk, rest[0]);
+    return (end as (...a: unknown[]) => ServerResponse).call(this, chunk, ...rest);
+  } as ServerResponse['end'];
 }

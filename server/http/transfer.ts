@@ -46,7 +46,6 @@ export async function transferTo(incoming: IncomingMessage, outgoing: ServerResp
     await sendBytes(incoming, outgoing, body, {
       maxRanges: deps.maxRanges,
       onBytes: (n) => {
-        stats.bytes += n;
         deps.metrics.inc('cosi_http_bytes_served_total', { route: stats.route }, n);
       },
       onRange: (kind) => deps.metrics.inc('cosi_http_range_requests_total', { kind }),

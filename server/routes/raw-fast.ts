@@ -156,7 +156,6 @@ function smallRange(deps: AppDeps, req: IncomingMessage, res: ServerResponse, st
     const c = countersOf(deps.metrics);
     c.single.value++;
     c.bytes.value += length;
-    stats.bytes += length;
     res.end(buf);
     return true;
   } finally {
