@@ -14,13 +14,12 @@ import { pipeline } from 'node:stream/promises';
 import { createHash } from 'node:crypto';
 import { open } from '../client/index.js';
 import { closeSharedAgents } from '../shared/transport/http/agent.js';
-import { packedDisk, SMALL, type DiskRecipe, type PackedFixture, sameBytes } from './fixtures.js';
+import { packedDisk, FILLED, SMALL, type DiskRecipe, type PackedFixture, sameBytes } from './fixtures.js';
 import { startNginx, startPlainHttpServer, type RunningServer } from './nginx.js';
 import { startFaultProxy } from './fault-proxy.js';
 import { errorLine, listDir, runFetch, freshDirs } from './client-helpers.js';
 
 /** Real binaries in the root filesystem, so its image is far larger than the 64 KiB first read. */
-const FILLED: DiskRecipe = { name: 'clientfill', rootFillMiB: 3 };
 
 const work = await mkdtemp(join(tmpdir(), 'cosi-fetch-http-'));
 const root = join(work, 'www');

@@ -15,13 +15,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { closeSharedAgents } from '../shared/transport/http/agent.js';
-import { packedDisk, SMALL, type DiskRecipe, type PackedFixture, sameBytes } from './fixtures.js';
+import { packedDisk, FILLED, SMALL, type DiskRecipe, type PackedFixture, sameBytes } from './fixtures.js';
 import { startFaultProxy } from './fault-proxy.js';
 import { http, json, run } from './server-helpers.js';
 import { checkDisk, errorLine, layoutOf, listDir, runFetch, scrapeMetric, startCatalogServer, freshDirs } from './client-helpers.js';
 
 /** The same recipe as client-http's: its root image is far larger than the 64 KiB first read. */
-const FILLED: DiskRecipe = { name: 'clientfill', rootFillMiB: 3 };
 
 const work = await mkdtemp(join(tmpdir(), 'cosi-fetch-server-'));
 let srv: Awaited<ReturnType<typeof startCatalogServer>>;

@@ -18,14 +18,13 @@ import { closeSharedAgents } from '../shared/transport/http/agent.js';
 import { parseConfig } from '../server/config.js';
 import { parseRemoteList } from '../server/catalog/remote-spec.js';
 import { startServer, type RunningServer } from '../server/server.js';
-import { packedDisk, pythonTarOffsets, REPO, SMALL, SMALL_4K, type DiskRecipe, type PackedFixture } from './fixtures.js';
+import { packedDisk, pythonTarOffsets, REPO, FILLED, SMALL, SMALL_4K, type DiskRecipe, type PackedFixture } from './fixtures.js';
 import { startNginx } from './nginx.js';
 import { http, json, parseMultipart, run, fileRange } from './server-helpers.js';
 
 const SERVER_CLI = join(REPO, 'dist', 'server', 'cli.js');
 const FETCH_CLI = join(REPO, 'dist', 'client', 'cli.js');
 /** Shared with the client tests' cache: 3 MiB of data in the root filesystem, so the archive is much larger than its head. */
-const FILLED: DiskRecipe = { name: 'clientfill', rootFillMiB: 3 };
 const HEAD_BYTES = 64 * 1024;
 const sha384 = (b: Buffer) => createHash('sha384').update(b).digest('hex');
 
