@@ -94,7 +94,7 @@ describe('README set-up', () => {
   after(async () => rm(tmp, { recursive: true, force: true }));
 
   /**
-   * Set up's second command, into a prefix of our own. The clone is built already (Set up's first
+   * The PATH step of Set up, into a prefix of our own. The clone is built already (Set up's first
    * command; `npm test` builds too), and --ignore-scripts keeps npm versions that would run
    * `prepare` again from rebuilding dist/ under the other test files. --offline: no registry.
    */
