@@ -51,7 +51,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.route('/', imageRoutes(deps));
   app.route('/', blobRoutes(deps));
   app.route('/', rawRoutes(deps));
-  if (deps.netbootDir) app.route('/', netbootFileRoutes(deps, deps.netbootDir));
+  app.route('/', netbootFileRoutes(deps));
 
   app.notFound((c) => c.json(errorBody('NOT_FOUND', `nothing at ${c.req.path}`), 404));
   app.onError((err, c) => {

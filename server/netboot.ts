@@ -120,9 +120,11 @@ export async function checkNetbootDir(dir: string): Promise<void> {
  * rebuilt initramfs is served without a restart), with ranges and a strong
  * ETag from its size, mtime and inode like the archive routes.
  */
-export function netbootFileRoutes(deps: AppDeps, dir: string): Hono<AppEnv> {
+export function netbootFileRoutes(deps: AppDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
   getCounted(app, '/netboot/:name', 'netboot', async (c) => {
+    const dir = deps.netbootDir;
+    if (!dir) throw new HttpError(404, 'NOT_CONFIGURED', '/netboot/ is not configured on this server: start it with --netboot-dir DIR');
     const name = c.req.param('name');
     const path = NETBOOT_NAME.test(name) ? join(dir, name) : undefined;
     const st = path ? await stat(path).catch(() => undefined) : undefined;

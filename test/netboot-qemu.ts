@@ -55,7 +55,8 @@ export interface BootResult {
 }
 
 const MARKS: Array<[string, RegExp]> = [
-  ['kernel', /Linux version /],
+  // The kernel's first line reaches the serial port when its console registers, not when it starts.
+  ['console', /Linux version /],
   ['init', /Run \/init as init process/],
   ['network', /cosi-init: network up/],
   ['install', /cosi-init: starting the install/],

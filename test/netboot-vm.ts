@@ -14,7 +14,7 @@
  */
 import { after, before, describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFile, mkdir, mkdtemp, open, readFile, rm, symlink, truncate } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, open, readFile, rm, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseGpt } from '../shared/disk/gpt.js';
@@ -106,15 +106,13 @@ async function serve(installer: Installer): Promise<Served> {
 /** A blank disk a little larger than the source disk. */
 async function blankDisk(name: string): Promise<string> {
   const disk = join(work, `${name}.raw`);
-  const size = (await open(source.disk, 'r').then(async (f) => (await f.stat().finally(() => f.close())).size)) + EXTRA_DISK_BYTES;
-  await rm(disk, { force: true });
-  await truncate(await touch(disk), size);
+  const fh = await open(disk, 'w');
+  try {
+    await fh.truncate((await diskSize(source.disk)) + EXTRA_DISK_BYTES);
+  } finally {
+    await fh.close();
+  }
   return disk;
-}
-
-async function touch(p: string): Promise<string> {
-  await (await open(p, 'w')).close();
-  return p;
 }
 
 interface Boot extends BootResult {
@@ -140,7 +138,7 @@ async function netboot(t: TestContext, installer: Installer, id: string): Promis
   t.diagnostic(
     `${installer} ${id}: ${at(r.ms)} in all; boot.ipxe ${served(`/v1/images/${id}/boot.ipxe`)}, kernel ${served('/netboot/vmlinuz')}, ` +
       `initramfs (${(img.bytes / 2 ** 20).toFixed(1)} MiB${img.buildMs ? `, built in ${at(img.buildMs)}` : ', cached'}) ${served(`/netboot/initrd-${installer}.img`)}, ` +
-      `Linux ${at(r.marks['kernel'])}, /init ${at(r.marks['init'])}, network ${at(r.marks['network'])}, install ${at(r.marks['install'])}, ` +
+      `kernel console ${at(r.marks['console'])}, /init ${at(r.marks['init'])}, network ${at(r.marks['network'])}, install ${at(r.marks['install'])}, ` +
       `done ${at(r.marks['done'])}, power off ${at(r.ms)}${r.timedOut ? ' (TIMED OUT: killed)' : ''}`,
   );
   return { ...r, disk, serialLog };
