@@ -166,4 +166,4 @@ tmp_out="$out.tmp.$$"
 (cd "$stage" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) | zstd -q -"$level" -T0 >"$tmp_out" ||
 	{ rm -f "$tmp_out"; die 6 "cannot write $out"; }
 mv -f "$tmp_out" "$out"
-echo "build-initramfs: $out: kernel $kver, modules $(tr '\n' ' ' <"$stage/etc/cosi-modules")installer $(if [ -n "$repo" ]; then echo cosi-fetch; else echo curl; fi), $(wc -c <"$out") bytes"
+echo "build-initramfs: $out: kernel $kver, $(wc -l <"$stage/etc/cosi-modules") modules, installer $(if [ -n "$repo" ]; then echo cosi-fetch; else echo curl; fi), $(wc -c <"$out") bytes"
