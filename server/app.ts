@@ -9,6 +9,7 @@ import { Hono } from 'hono';
 import type { AppDeps, AppEnv } from './http/env.js';
 import { describeError, errorBody } from './http/errors.js';
 import { blobRoutes } from './routes/blobs.js';
+import { netbootFileRoutes } from './netboot.js';
 import { imageRoutes } from './routes/images.js';
 import { opsRoutes } from './routes/ops.js';
 import { pageRoutes } from './routes/page.js';
@@ -50,6 +51,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.route('/', imageRoutes(deps));
   app.route('/', blobRoutes(deps));
   app.route('/', rawRoutes(deps));
+  app.route('/', netbootFileRoutes(deps));
 
   app.notFound((c) => c.json(errorBody('NOT_FOUND', `nothing at ${c.req.path}`), 404));
   app.onError((err, c) => {

@@ -54,6 +54,8 @@ export interface ServerConfig {
   ipxeCmdline?: string;
   /** cosi.disk= in boot.ipxe. */
   ipxeDisk?: string;
+  /** Directory whose files (the installer's kernel and initramfs) are served at /netboot/NAME. */
+  netbootDir?: string;
 }
 
 export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
@@ -114,6 +116,7 @@ options (each also read from the environment variable shown):
   --ipxe-initrd URL        installer initramfs for boot.ipxe     COSI_IPXE_INITRD
   --ipxe-cmdline WORDS     extra kernel command line words       COSI_IPXE_CMDLINE
   --ipxe-disk DEV          cosi.disk= in boot.ipxe               COSI_IPXE_DISK
+  --netboot-dir DIR        serve DIR's files at /netboot/NAME    COSI_NETBOOT_DIR
   -q, --quiet              no request log on stderr              COSI_QUIET=1
   -h, --help
 
@@ -130,7 +133,7 @@ const FLAGS = {
   'max-ranges': VALUE, 'max-decompress': VALUE, 'max-open-files': VALUE,
   'headers-timeout': VALUE, 'request-timeout': VALUE, 'idle-timeout': VALUE, 'shutdown-grace': VALUE,
   'cache-dir': VALUE, remote: { type: 'string', multiple: true }, 'remote-list': VALUE, redirect: SWITCH, 'public-url': VALUE,
-  'ipxe-kernel': VALUE, 'ipxe-initrd': VALUE, 'ipxe-cmdline': VALUE, 'ipxe-disk': VALUE,
+  'ipxe-kernel': VALUE, 'ipxe-initrd': VALUE, 'ipxe-cmdline': VALUE, 'ipxe-disk': VALUE, 'netboot-dir': VALUE,
   quiet: { type: 'boolean', short: 'q' },
   help: { type: 'boolean', short: 'h' },
 } as const;
@@ -223,6 +226,7 @@ export function parseConfig(args: string[], env: NodeJS.ProcessEnv = process.env
   s('ipxe-initrd', (v) => (c.ipxeInitrd = bootWord('ipxe-initrd', v)));
   s('ipxe-cmdline', (v) => (c.ipxeCmdline = bootWords('ipxe-cmdline', v)));
   s('ipxe-disk', (v) => (c.ipxeDisk = bootWord('ipxe-disk', v)));
+  s('netboot-dir', (v) => (c.netbootDir = v));
   if ((c.ipxeKernel === undefined) !== (c.ipxeInitrd === undefined)) {
     throw new CosiError('COSI_ERR_USAGE', '--ipxe-kernel and --ipxe-initrd go together: give both or neither');
   }

@@ -4,10 +4,17 @@
  * curl + dd fallback follows. Both carry absolute URLs, built from
  * --public-url or else from the request's Host, so they work unchanged
  * from a DHCP filename, a chain command or `curl | sh`-style tooling.
+ * With --netboot-dir, the installer's kernel and initramfs themselves are
+ * served at /netboot/NAME, so one server is all a network install needs.
  */
-import type { Context } from 'hono';
-import type { AppDeps, AppEnv, NetbootConfig } from './http/env.js';
-import { HttpError } from './errors.js';
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Hono, type Context } from 'hono';
+import { CosiError } from '../shared/errors.js';
+import { getCounted, type AppDeps, type AppEnv, type NetbootConfig } from './http/env.js';
+import { transfer } from './http/transfer.js';
+import { HttpError, notFound } from './errors.js';
 import { encodePath } from './catalog/ids.js';
 import type { ArchiveView, IndexRecord } from './catalog/indexer.js';
 
@@ -29,9 +36,9 @@ function archiveOf(r: IndexRecord): ArchiveView {
   return r.archive;
 }
 
-/** An absolute URL, or a path on this server (kept under a --public-url prefix). */
+/** An absolute URL (http, https, tftp...), or a path on this server (kept under a --public-url prefix). */
 function resolveOn(base: string, v: string): string {
-  return /^https?:\/\//i.test(v) ? v : `${base}${v.startsWith('/') ? '' : '/'}${v}`;
+  return /^[a-z][a-z0-9+.-]*:\/\//i.test(v) ? v : `${base}${v.startsWith('/') ? '' : '/'}${v}`;
 }
 
 /** Control characters would end an iPXE comment line early. */
@@ -97,4 +104,39 @@ export function installPlan(r: IndexRecord, base: string): string {
     lines.push(`region ${g.number} ${gp.firstLba * disk.lbaSize} ${g.image.uncompressedSize} ${sha} ${img}/partitions/${g.number}?decompress=1`);
   }
   return lines.join('\n') + '\n';
+}
+
+/** A file name in --netboot-dir: no paths, no hidden files. */
+const NETBOOT_NAME = /^[A-Za-z0-9_][A-Za-z0-9._-]*$/;
+
+/** Refuses to start on a --netboot-dir that is not a readable directory. */
+export async function checkNetbootDir(dir: string): Promise<void> {
+  const st = await stat(dir).catch(() => undefined);
+  if (!st?.isDirectory()) throw new CosiError('COSI_ERR_USAGE', `--netboot-dir ${dir} is not a directory; give the folder holding the installer's kernel and initramfs`);
+}
+
+/**
+ * GET/HEAD /netboot/NAME: a regular file of `dir`, read at request time (a
+ * rebuilt initramfs is served without a restart), with ranges and a strong
+ * ETag from its size, mtime and inode like the archive routes.
+ */
+export function netbootFileRoutes(deps: AppDeps): Hono<AppEnv> {
+  const app = new Hono<AppEnv>();
+  getCounted(app, '/netboot/:name', 'netboot', async (c) => {
+    const dir = deps.netbootDir;
+    if (!dir) throw new HttpError(404, 'NOT_CONFIGURED', '/netboot/ is not configured on this server: start it with --netboot-dir DIR');
+    const name = c.req.param('name');
+    const path = NETBOOT_NAME.test(name) ? join(dir, name) : undefined;
+    const st = path ? await stat(path).catch(() => undefined) : undefined;
+    if (!path || !st?.isFile()) throw notFound(`no file ${JSON.stringify(name)} in --netboot-dir`);
+    return transfer(c, deps, {
+      size: st.size,
+      etag: `"nb-${st.ino.toString(16)}-${st.size.toString(16)}-${Math.trunc(st.mtimeMs).toString(16)}"`,
+      lastModified: st.mtime,
+      contentType: 'application/octet-stream',
+      headers: { 'Cache-Control': 'no-cache' },
+      open: (start, end) => createReadStream(path, { start, end }),
+    });
+  });
+  return app;
 }

@@ -169,6 +169,7 @@ const parameters: Record<string, Json> = {
     schema: { type: 'string' },
     example: 'root',
   },
+  name: { name: 'name', in: 'path', required: true, description: 'A file name in --netboot-dir (no slashes, not starting with a dot).', schema: { type: 'string', pattern: '^[A-Za-z0-9_][A-Za-z0-9._-]*$' }, example: 'vmlinuz' },
   hex: { name: 'hex', in: 'path', required: true, description: 'SHA-384 of the compressed image, 96 hex digits.', schema: { type: 'string', pattern: '^[0-9a-fA-F]{96}$' } },
   path: {
     name: 'path',
@@ -248,7 +249,7 @@ interface Op {
   tags: string[];
 }
 
-const PATH_PARAMS = new Set(['id', 'selector', 'hex', 'path']);
+const PATH_PARAMS = new Set(['id', 'selector', 'hex', 'path', 'name']);
 
 /** GET as described, HEAD the same without bodies, OPTIONS (like every other method) 405. */
 function pathItem(op: Op): Json {
@@ -387,6 +388,17 @@ const paths: Record<string, Json> = {
     summary: 'A compressed image addressed by its SHA-384: immutable, cacheable for a year, shared by every image holding it.',
     parameters: [P('hex'), ...conditional],
     responses: byteResponses('application/zstd', { ...partitionHeaders, 'Cache-Control': ref('headers', 'CacheControl') }, 'The blob'),
+  }),
+  '/netboot/{name}': pathItem({
+    id: 'getNetbootFile',
+    tags: ['netboot'],
+    summary: "A file of --netboot-dir: the installer's kernel and initramfs that boot.ipxe names (--ipxe-kernel /netboot/vmlinuz).",
+    description: 'Read at request time, so a rebuilt initramfs is served without a restart.',
+    parameters: [P('name'), ...conditional],
+    responses: {
+      ...byteResponses('application/octet-stream', { 'Cache-Control': ref('headers', 'CacheControl') }, 'The file'),
+      '404': { description: 'No such file, or no --netboot-dir (error code NOT_CONFIGURED).', content: errorContent },
+    },
   }),
   '/cosi/{path}': pathItem({
     id: 'getArchive',

@@ -19,6 +19,7 @@ import { errorBody } from './http/errors.js';
 import { rawFastPath } from './routes/raw-fast.js';
 import { Gate } from './http/gate.js';
 import { Metrics } from './metrics.js';
+import { checkNetbootDir } from './netboot.js';
 import { RemoteCatalog } from './catalog/remote.js';
 import { ensureSampleCatalog } from './catalog/sample.js';
 
@@ -86,6 +87,7 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
 
   const authorize = config.tokenFile ? bearerAuthorizer(await loadTokens(config.tokenFile)) : undefined;
   let draining = false;
+  if (config.netbootDir) await checkNetbootDir(config.netbootDir);
   const netboot =
     config.ipxeKernel && config.ipxeInitrd
       ? { kernel: config.ipxeKernel, initrd: config.ipxeInitrd, cmdline: config.ipxeCmdline, disk: config.ipxeDisk }
@@ -102,6 +104,7 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
     publicUrl: config.publicUrl,
     scheme: config.tlsCert ? 'https' : 'http',
     netboot,
+    netbootDir: config.netbootDir,
   };
   const app = createApp(deps);
   const fastRaw = rawFastPath(deps);

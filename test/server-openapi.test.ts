@@ -6,7 +6,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { truncate, writeFile } from 'node:fs/promises';
+import { mkdir, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import { createApp } from '../server/app.js';
@@ -28,7 +28,9 @@ before(async () => {
   cleanup = cat.cleanup;
   await truncate(join(cat.dir, 'broken/truncated.cosi'), 3000);
   await writeFile(join(cat.dir, 'broken/notes.cosi'), 'not an archive\n');
-  srv = await startServer({ root: cat.dir, port: 0, log: false, rescanSeconds: 0, watch: false, ipxeKernel: '/k', ipxeInitrd: '/i' });
+  await mkdir(join(cat.dir, 'nb'));
+  await writeFile(join(cat.dir, 'nb/vmlinuz'), 'a kernel\n');
+  srv = await startServer({ root: cat.dir, port: 0, log: false, rescanSeconds: 0, watch: false, ipxeKernel: '/k', ipxeInitrd: '/i', netbootDir: join(cat.dir, 'nb') });
   const r = await http(srv.url, '/openapi.json');
   assert.equal(r.status, 200);
   assert.match(String(r.headers['content-type']), /^application\/json/);
@@ -68,7 +70,7 @@ describe('the document against the routes', () => {
     const routes = [...new Set(app.routes.filter((r) => r.method === 'GET').map((r) => r.path))];
     assert.ok(routes.length >= 8, routes.join(' '));
     const documented = Object.keys(doc.paths);
-    const samples = documented.map((p) => concrete(p, { id: 'lab/small4k', selector: 'root', hex: 'a'.repeat(96), path: 'lab/small4k.cosi' }));
+    const samples = documented.map((p) => concrete(p, { id: 'lab/small4k', selector: 'root', hex: 'a'.repeat(96), path: 'lab/small4k.cosi', name: 'vmlinuz' }));
     for (const route of routes) {
       const re = honoRegex(route);
       assert.ok(samples.some((s) => re.test(s)), `route ${route} is not in /openapi.json`);
@@ -82,7 +84,7 @@ describe('the document against the routes', () => {
 
   test('every documented path answers (not 404) with real ids, selectors and hashes', async () => {
     const img = json(await http(srv.url, '/v1/images/lab/small4k'));
-    const values = { id: 'lab/small4k', selector: 'root', hex: img.partitions[0].sha384, path: 'lab/small4k.cosi' };
+    const values = { id: 'lab/small4k', selector: 'root', hex: img.partitions[0].sha384, path: 'lab/small4k.cosi', name: 'vmlinuz' };
     for (const [path, item] of Object.entries<any>(doc.paths)) {
       const url = concrete(path, values);
       const get = await http(srv.url, url);

@@ -60,6 +60,8 @@ export interface AppDeps {
   scheme?: 'http' | 'https';
   /** boot.ipxe settings; absent: the endpoint answers 404. */
   netboot?: NetbootConfig;
+  /** --netboot-dir: files served at /netboot/NAME; absent: no /netboot/ route. */
+  netbootDir?: string;
 }
 
 export interface NetbootConfig {
