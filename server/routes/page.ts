@@ -125,6 +125,7 @@ function imageCard(origin: string, img: ImageSummary) {
         <div class="badges">
           ${img.valid ? html`<span class="badge ok">valid</span>` : html`<span class="badge bad">invalid</span>`}
           ${img.corrupt ? html`<span class="badge bad">${img.corrupt} corrupt</span>` : ''}
+          ${img.aliasOf !== undefined ? html`<span class="badge" title="the same file as ${img.aliasOf}">alias of ${img.aliasOf}</span>` : ''}
           ${img.osArch ? html`<span class="badge">${img.osArch}</span>` : ''}
           ${img.version ? html`<span class="badge">COSI ${img.version}</span>` : ''}
           ${img.versionId ? html`<span class="badge">version ${img.versionId}</span>` : ''}
