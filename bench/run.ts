@@ -1,6 +1,8 @@
 /**
  * npm run bench: builds (or reuses) the workloads, runs the comparisons of
- * issue 5 side by side, and writes bench/results/bench[-quick].{md,json}.
+ * issue 5 (and 8, the server's memory under abuse, from issue 12) side by
+ * side, and writes bench/results/bench[-quick].{md,json}; with --only, the
+ * other comparisons' rows are kept from the previous results.
  *
  *   node dist/bench/run.js [--quick] [--only 1,3] [--rounds N]
  */
@@ -10,7 +12,8 @@ import { join } from 'node:path';
 import { diskComparisons, memoryComparison, partitionComparisons, wireComparison, type FetchContext } from './fetch.js';
 import { indexingComparisons } from './indexing.js';
 import { loadComparisons } from './load.js';
-import { markdown, writeResults, type Row } from './report.js';
+import { markdown, withEarlierRows, writeResults, type Row } from './report.js';
+import { soakComparisons } from './soak.js';
 import { findTools, nodeVersion, parseOptions, sh, wants } from './util.js';
 import { indexWorkload, mainRecipe, packedWorkload, sparseRecipe } from './workload.js';
 
@@ -63,6 +66,11 @@ try {
     rows.push(...r.rows);
     extra.wire = r.extra;
   }
+  if (wants(opts, 8)) {
+    const r = await soakComparisons(opts, tools.node22 ?? tools.node20, main, log);
+    rows.push(...r.rows);
+    extra.soak = r.extra;
+  }
 } finally {
   await rm(outDir, { recursive: true, force: true });
 }
@@ -78,6 +86,7 @@ const header: Record<string, string> = {
   'bench time': `${((Date.now() - started) / 1000).toFixed(0)} s`,
 };
 const base = opts.quick ? 'bench-quick' : 'bench';
-const files = await writeResults(opts.resultsDir, base, rows, header, extra);
-process.stdout.write(markdown(rows, header));
+const merged = await withEarlierRows(opts.resultsDir, base, opts.only, rows, header, extra);
+const files = await writeResults(opts.resultsDir, base, merged.rows, merged.header, merged.extra);
+process.stdout.write(markdown(merged.rows, merged.header));
 log(`wrote ${files.md} and ${files.json}`);
