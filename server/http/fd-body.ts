@@ -8,12 +8,14 @@
  *
  * What a transfer pins is those two chunks, and their size follows the
  * client: they start at FD_CHUNK_MIN and double (up to FD_CHUNK) only while
- * the socket took each chunk before the next one was read and has taken eight
- * times the new size already; the first chunk that has to wait for the socket
- * sends them back to FD_CHUNK_MIN. So a reader at 1 KB/s pins 2 x 64 KiB
- * (1 MiB chunks had pinned 2 MiB per slow reader), while a fast one reaches
- * 1 MiB chunks after its first 8 MiB. The growth above FD_CHUNK_MIN comes out
- * of GROWTH_BUDGET, shared by every transfer of the process.
+ * the socket took each chunk before the next one was read and the connection
+ * has taken GROW_AFTER times the new size already; a chunk that has to wait
+ * for the socket is read at FD_CHUNK_MIN. So a reader at 1 KB/s pins
+ * 2 x 64 KiB (1 MiB chunks had pinned 2 MiB per slow reader), while a fast
+ * connection reaches 1 MiB chunks after its first 64 MiB and keeps that pace
+ * for its next requests (a CDN's keep-alive connection asking for slice after
+ * slice). The growth above FD_CHUNK_MIN comes out of GROWTH_BUDGET, shared by
+ * every transfer of the process, so fast readers that stall hold at most that.
  *
  * The first chunk is read before the status line goes out: a read error
  * there is still a clean JSON error, not a cut connection.
@@ -38,6 +40,9 @@ const GROW_AFTER = 64;
 /** Bytes above FD_CHUNK_MIN per buffer, for all transfers together (32 transfers at full size). */
 export const GROWTH_BUDGET = 64 << 20;
 let growthLeft = GROWTH_BUDGET;
+
+/** What each connection's socket has taken over its transfers so far: its proven pace. */
+const takenBy = new WeakMap<object, number>();
 
 /** Bytes of chunk buffers transfers hold right now (for the cosi_transfer_buffer_bytes gauge). */
 let buffered = 0;
@@ -96,8 +101,9 @@ class FdPump {
   /** The slot's last write has been taken by the socket. */
   private readonly drained = [true, true];
   private slot = 0;
-  /** Bytes the socket has taken so far. */
-  private taken = 0;
+  /** Bytes the connection has taken so far, in this and earlier transfers. */
+  private taken: number;
+  private readonly socket: object | null;
   /** GROWTH_BUDGET bytes this transfer's buffers hold. */
   private held = 0;
   private readonly gone: Promise<never>;
@@ -107,6 +113,8 @@ class FdPump {
     private readonly res: ServerResponse,
     private readonly onBytes?: (n: number) => void,
   ) {
+    this.socket = res.socket;
+    this.taken = (this.socket && takenBy.get(this.socket)) || 0;
     let fail!: (err: Error) => void;
     this.gone = new Promise<never>((_, reject) => (fail = reject));
     this.gone.catch(() => {}); // observed through the races in put()
@@ -158,6 +166,7 @@ class FdPump {
   /** Gives the budget back; the buffers go with the pump. */
   close(): void {
     this.res.off('close', this.onClose);
+    if (this.socket) takenBy.set(this.socket, this.taken);
     growthLeft += this.held;
     this.held = 0;
     for (const b of this.bufs) if (b) buffered -= b.length;
@@ -182,7 +191,7 @@ class FdPump {
     this.written[slot] = p;
   }
 
-  /** Double while the client keeps up and has taken 8x the size already; back to the minimum when it did not. */
+  /** Double while the client keeps up and has taken GROW_AFTER times the size already; the minimum when it did not keep up. */
   private nextSize(keptUp: boolean): number {
     let size = FD_CHUNK_MIN;
     if (keptUp) while (size < FD_CHUNK && size * 2 * GROW_AFTER <= this.taken) size *= 2;
