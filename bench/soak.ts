@@ -7,8 +7,8 @@
  * parts, 16-part ones with 4 KiB parts) and 500 ?decompress=1 requests, then
  * a forced GC: live streams, 'close' listeners on the cached handle and open
  * descriptors back to what they were after the warm-up, and RSS within 20%.
- * 8b, slow readers: 100 connections each reading the whole archive at
- * 1 KiB/s for 5 s; the server's RSS growth per reader.
+ * 8b, slow readers: 200 connections each reading the whole archive at
+ * 1 KiB/s for 5 s (the issue's case); the server's RSS growth per reader.
  * --quick runs a tenth of the soak and half the readers.
  */
 import { fork } from 'node:child_process';
@@ -182,11 +182,12 @@ export async function soakComparisons(
     await srv.stop();
   }
 
-  const readers = opts.quick ? 50 : 100;
+  const readers = opts.quick ? 50 : 200;
   const seconds = opts.quick ? 3 : 5;
   const slow = await forkServer(script, node, w.dir, id, {});
   try {
-    await mixed(slow, w, id, 200);
+    // A light warm-up: memory freed by a heavy one would be reused by the readers and hide their cost.
+    await mixed(slow, w, id, 20);
     const base = await slow.probe();
     const clients = Array.from({ length: readers }, () => slowReader(slow.url, `/cosi/${w.file}`));
     await new Promise((r) => setTimeout(r, seconds * 1000));
