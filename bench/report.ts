@@ -69,8 +69,9 @@ function comparisonOf(id: string): number {
 
 /**
  * A run with --only keeps the other comparisons' rows from the last results of the same kind,
- * so one comparison can be measured again without erasing the table; the header says which
- * rows are older, and from when.
+ * so one comparison can be measured again without erasing the table. The header stays the one
+ * of the run most rows come from, and a 'later rows' line names the comparisons measured since,
+ * with their run's date, mode, workload and machine (kept in extra.runs).
  */
 export async function withEarlierRows(
   dir: string,
@@ -87,17 +88,22 @@ export async function withEarlierRows(
   } catch {
     return { rows, header, extra };
   }
-  const kept = prev.rows.filter((r) => !only.has(comparisonOf(r.id))).map((r) => ({ ...r, measured: r.measured ?? prev.header.date }));
+  const { 'later rows': _, ...baseHeader } = prev.header;
+  const baseDate = baseHeader['date']!;
+  const kept = prev.rows.filter((r) => !only.has(comparisonOf(r.id))).map((r) => ({ ...r, measured: r.measured ?? baseDate }));
   if (kept.length === 0) return { rows, header, extra };
-  const byDate = new Map<string, Set<number>>();
-  for (const r of kept) {
-    const nums = byDate.get(r.measured!) ?? new Set<number>();
-    byDate.set(r.measured!, nums.add(comparisonOf(r.id)));
+  const all = [...kept, ...rows.map((r) => ({ ...r, measured: header['date'] }))].sort((a, b) => a.id.localeCompare(b.id, 'en', { numeric: true }));
+  const later = new Map<string, Set<number>>();
+  for (const r of all) {
+    if (r.measured === baseDate) continue;
+    const nums = later.get(r.measured!) ?? new Set<number>();
+    later.set(r.measured!, nums.add(comparisonOf(r.id)));
   }
-  const earlier = [...byDate].map(([date, nums]) => `comparisons ${[...nums].join(', ')} from the run of ${date}`).join('; ');
-  return {
-    rows: [...kept, ...rows.map((r) => ({ ...r, measured: header.date }))].sort((a, b) => a.id.localeCompare(b.id, 'en', { numeric: true })),
-    header: { ...header, 'earlier rows': earlier },
-    extra: { ...prev.extra, ...extra },
-  };
+  const known = { ...((prev.extra?.['runs'] as Record<string, Record<string, string>> | undefined) ?? {}), [header['date']!]: header };
+  const runs = Object.fromEntries([...later.keys()].map((date) => [date, known[date]!]));
+  const lines = [...later].map(([date, nums]) => {
+    const h = runs[date];
+    return `comparisons ${[...nums].join(', ')} from the run of ${date}${h ? ` (${h['mode']}; ${h['workload']}; ${h['machine']})` : ''}`;
+  });
+  return { rows: all, header: { ...baseHeader, 'later rows': lines.join('; ') }, extra: { ...prev.extra, ...extra, runs } };
 }
