@@ -145,7 +145,9 @@ class FdPump {
       if (this.res.destroyed) throw clientGone();
       const buf = this.buffer(slot, this.nextSize(keptUp));
       const n = Math.min(left, buf.length);
-      await readExact(fd, buf, n, pos);
+      // A small range (a multipart part) is read as a small single range is: synchronously.
+      if (length <= SYNC_READ_MAX) readExactSync(fd, buf, n, pos);
+      else await readExact(fd, buf, n, pos);
       this.put(n === buf.length ? buf : buf.subarray(0, n));
       pos += n;
       left -= n;
