@@ -1,5 +1,5 @@
 /** Result rows, and the Markdown table and JSON written under bench/results/. */
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 export type Status = 'PASS' | 'MISS' | 'INFO' | 'N/A';
@@ -16,6 +16,8 @@ export interface Row {
   status: Status;
   notes?: string;
   data?: unknown;
+  /** When the row was measured (set when rows from several runs share one table). */
+  measured?: string;
 }
 
 export function passIf(ok: boolean | undefined): Status {
@@ -58,4 +60,50 @@ export async function writeResults(dir: string, base: string, rows: Row[], heade
   await writeFile(md, markdown(rows, header));
   await writeFile(json, JSON.stringify({ header, rows, extra }, null, 2) + '\n');
   return { md, json };
+}
+
+/** The comparison number of a row id ("4c" -> 4). */
+function comparisonOf(id: string): number {
+  return Number(/^\d+/.exec(id)?.[0]);
+}
+
+/**
+ * A run with --only keeps the other comparisons' rows from the last results of the same kind,
+ * so one comparison can be measured again without erasing the table. The header stays the one
+ * of the run most rows come from, and a 'later rows' line names the comparisons measured since,
+ * with their run's date, mode, workload and machine (kept in extra.runs).
+ */
+export async function withEarlierRows(
+  dir: string,
+  base: string,
+  only: ReadonlySet<number>,
+  rows: Row[],
+  header: Record<string, string>,
+  extra: Record<string, unknown>,
+): Promise<{ rows: Row[]; header: Record<string, string>; extra: Record<string, unknown> }> {
+  if (only.size === 0) return { rows, header, extra };
+  let prev: { header: Record<string, string>; rows: Row[]; extra?: Record<string, unknown> };
+  try {
+    prev = JSON.parse(await readFile(join(dir, `${base}.json`), 'utf8'));
+  } catch {
+    return { rows, header, extra };
+  }
+  const { 'later rows': _, ...baseHeader } = prev.header;
+  const baseDate = baseHeader['date']!;
+  const kept = prev.rows.filter((r) => !only.has(comparisonOf(r.id))).map((r) => ({ ...r, measured: r.measured ?? baseDate }));
+  if (kept.length === 0) return { rows, header, extra };
+  const all = [...kept, ...rows.map((r) => ({ ...r, measured: header['date'] }))].sort((a, b) => a.id.localeCompare(b.id, 'en', { numeric: true }));
+  const later = new Map<string, Set<number>>();
+  for (const r of all) {
+    if (r.measured === baseDate) continue;
+    const nums = later.get(r.measured!) ?? new Set<number>();
+    later.set(r.measured!, nums.add(comparisonOf(r.id)));
+  }
+  const known = { ...((prev.extra?.['runs'] as Record<string, Record<string, string>> | undefined) ?? {}), [header['date']!]: header };
+  const runs = Object.fromEntries([...later.keys()].map((date) => [date, known[date]!]));
+  const lines = [...later].map(([date, nums]) => {
+    const h = runs[date];
+    return `comparisons ${[...nums].join(', ')} from the run of ${date}${h ? ` (${h['mode']}; ${h['workload']}; ${h['machine']})` : ''}`;
+  });
+  return { rows: all, header: { ...baseHeader, 'later rows': lines.join('; ') }, extra: { ...prev.extra, ...extra, runs } };
 }

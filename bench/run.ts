@@ -1,6 +1,8 @@
 /**
  * npm run bench: builds (or reuses) the workloads, runs the comparisons of
- * issue 5 side by side, and writes bench/results/bench[-quick].{md,json}.
+ * issue 5 (and 8, the server's memory under abuse, from issue 12) side by
+ * side, and writes bench/results/bench[-quick].{md,json}; with --only, the
+ * other comparisons' rows are kept from the previous results.
  *
  *   node dist/bench/run.js [--quick] [--only 1,3] [--rounds N]
  */
@@ -10,7 +12,8 @@ import { join } from 'node:path';
 import { diskComparisons, memoryComparison, partitionComparisons, wireComparison, type FetchContext } from './fetch.js';
 import { indexingComparisons } from './indexing.js';
 import { loadComparisons } from './load.js';
-import { markdown, writeResults, type Row } from './report.js';
+import { markdown, withEarlierRows, writeResults, type Row } from './report.js';
+import { soakComparisons } from './soak.js';
 import { findTools, nodeVersion, parseOptions, sh, wants } from './util.js';
 import { indexWorkload, mainRecipe, packedWorkload, sparseRecipe } from './workload.js';
 
@@ -21,7 +24,11 @@ const log = (s: string) => process.stderr.write(`[bench ${((Date.now() - started
 const tools = findTools();
 log(`node20 ${process.version}, node22 ${tools.node22 ? nodeVersion(tools.node22) : 'missing'}, client ${tools.client}, server ${tools.server}, wrk ${tools.wrk}, /usr/bin/time ${tools.timeV}`);
 
-const main = await packedWorkload(opts.cacheDir, mainRecipe(opts.quick), log);
+// Comparison 8 measures the server's own state, which the archive's size does not change: it
+// always serves the small workload, and the full one is built only for the comparisons that need it.
+const needMain = [1, 2, 3, 4, 5, 6, 7].some((n) => wants(opts, n));
+const main = await packedWorkload(opts.cacheDir, mainRecipe(opts.quick || !needMain), log);
+const small = wants(opts, 8) && main.name !== mainRecipe(true).name ? await packedWorkload(opts.cacheDir, mainRecipe(true), log) : main;
 const needSparse = wants(opts, 3) || wants(opts, 6);
 const sparse = needSparse ? await packedWorkload(opts.cacheDir, sparseRecipe(opts.quick), log) : undefined;
 const outDir = join(opts.cacheDir, `out-${process.pid}`);
@@ -63,6 +70,11 @@ try {
     rows.push(...r.rows);
     extra.wire = r.extra;
   }
+  if (wants(opts, 8)) {
+    const r = await soakComparisons(opts, tools.node22 ?? tools.node20, small, log);
+    rows.push(...r.rows);
+    extra.soak = r.extra;
+  }
 } finally {
   await rm(outDir, { recursive: true, force: true });
 }
@@ -78,6 +90,7 @@ const header: Record<string, string> = {
   'bench time': `${((Date.now() - started) / 1000).toFixed(0)} s`,
 };
 const base = opts.quick ? 'bench-quick' : 'bench';
-const files = await writeResults(opts.resultsDir, base, rows, header, extra);
-process.stdout.write(markdown(rows, header));
+const merged = await withEarlierRows(opts.resultsDir, base, opts.only, rows, header, extra);
+const files = await writeResults(opts.resultsDir, base, merged.rows, merged.header, merged.extra);
+process.stdout.write(markdown(merged.rows, merged.header));
 log(`wrote ${files.md} and ${files.json}`);

@@ -25,6 +25,15 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.use('*', async (c, next) => {
     c.set('stats', trackRequest(deps, c.env.incoming, c.env.outgoing));
     await next();
+    // HEAD must carry GET's Content-Length (RFC 9110 §9.3.2). Hono answers HEAD by running the GET
+    // handler and dropping its body, and node-server counts only a body it sends: so every body
+    // built here (JSON, text, HTML; byte endpoints write their own) gets its length now.
+    const res = c.res;
+    if (res.body === null || res.headers.has('content-length') || c.env.outgoing.headersSent) return;
+    const bytes = new Uint8Array(await res.arrayBuffer());
+    const headers = new Headers(res.headers);
+    headers.set('Content-Length', String(bytes.length));
+    c.res = new Response(bytes, { status: res.status, headers });
   });
 
   app.use('*', async (c, next) => {

@@ -29,6 +29,8 @@ export interface ServerConfig {
   maxRanges: number;
   maxDecompressions: number;
   maxOpenFiles: number;
+  /** Connections served at once; past it, 503 with Retry-After. Undefined: 1024, or less if the open-file limit is lower. */
+  maxConnections?: number;
   headersTimeoutMs: number;
   requestTimeoutMs: number;
   /** A connection with no traffic this long is closed: a client that stops reading must not hold a file handle forever. */
@@ -103,6 +105,7 @@ options (each also read from the environment variable shown):
   --max-ranges N           ranges per request before a 200 (16) COSI_MAX_RANGES
   --max-decompress N       concurrent ?decompress=1 streams (4)  COSI_MAX_DECOMPRESS
   --max-open-files N       open archive handles (512)            COSI_MAX_OPEN_FILES
+  --max-connections N      connections at once, then 503 (1024)  COSI_MAX_CONNECTIONS
   --headers-timeout SEC    time to receive request headers (30)  COSI_HEADERS_TIMEOUT
   --request-timeout SEC    time to receive a request (300)       COSI_REQUEST_TIMEOUT
   --idle-timeout SEC       close stalled connections after (120) COSI_IDLE_TIMEOUT
@@ -130,7 +133,7 @@ const SWITCH = { type: 'boolean' } as const;
 const FLAGS = {
   root: VALUE, host: VALUE, port: VALUE, rescan: VALUE, 'no-watch': SWITCH, verify: SWITCH,
   'token-file': VALUE, 'tls-cert': VALUE, 'tls-key': VALUE,
-  'max-ranges': VALUE, 'max-decompress': VALUE, 'max-open-files': VALUE,
+  'max-ranges': VALUE, 'max-decompress': VALUE, 'max-open-files': VALUE, 'max-connections': VALUE,
   'headers-timeout': VALUE, 'request-timeout': VALUE, 'idle-timeout': VALUE, 'shutdown-grace': VALUE,
   'cache-dir': VALUE, remote: { type: 'string', multiple: true }, 'remote-list': VALUE, redirect: SWITCH, 'public-url': VALUE,
   'ipxe-kernel': VALUE, 'ipxe-initrd': VALUE, 'ipxe-cmdline': VALUE, 'ipxe-disk': VALUE, 'netboot-dir': VALUE,
@@ -207,6 +210,7 @@ export function parseConfig(args: string[], env: NodeJS.ProcessEnv = process.env
   s('max-ranges', (v) => (c.maxRanges = int('max-ranges', v, 1, 1000)));
   s('max-decompress', (v) => (c.maxDecompressions = int('max-decompress', v, 0, 1000)));
   s('max-open-files', (v) => (c.maxOpenFiles = int('max-open-files', v, 1, 1_000_000)));
+  s('max-connections', (v) => (c.maxConnections = int('max-connections', v, 1, 1_000_000)));
   s('headers-timeout', (v) => (c.headersTimeoutMs = num('headers-timeout', v, 1, 3600) * 1000));
   s('request-timeout', (v) => (c.requestTimeoutMs = num('request-timeout', v, 1, 86_400) * 1000));
   s('idle-timeout', (v) => (c.idleTimeoutMs = num('idle-timeout', v, 1, 86_400) * 1000));

@@ -112,6 +112,7 @@ const schemas: Record<string, Json> = {
       entries: { type: 'array', items: ref('schemas', 'Entry'), description: 'Only in GET /v1/images/{id}.' },
       corrupt: { type: 'integer', minimum: 1, description: 'Partitions --verify found corrupt.' },
       remote: { const: true, description: 'Listed from --remote / --remote-list: the bytes live on another server.' },
+      aliasOf: { type: 'string', description: 'This id names the same file as that image (a symlink or hard link inside the root): same bytes, same index record.' },
     },
   },
   ImageDetail: { type: 'object', allOf: [ref('schemas', 'Image')], required: ['entries'], properties: { entries: { type: 'array' } } },
@@ -193,7 +194,14 @@ const parameters: Record<string, Json> = {
   IfRange: { name: 'If-Range', in: 'header', required: false, description: 'ETag or HTTP date: the Range applies only while the representation is unchanged.', schema: { type: 'string' } },
   IfNoneMatch: { name: 'If-None-Match', in: 'header', required: false, description: '304 when it matches the ETag.', schema: { type: 'string' } },
   IfModifiedSince: { name: 'If-Modified-Since', in: 'header', required: false, description: '304 when unchanged since (ignored with If-None-Match).', schema: { type: 'string' } },
-  IfMatch: { name: 'If-Match', in: 'header', required: false, description: '412 when it does not match the ETag.', schema: { type: 'string' } },
+  IfMatch: { name: 'If-Match', in: 'header', required: false, description: '412 when it does not match the ETag (strong comparison; * matches).', schema: { type: 'string' } },
+  IfUnmodifiedSince: {
+    name: 'If-Unmodified-Since',
+    in: 'header',
+    required: false,
+    description: '412 when modified since (ignored with If-Match, and when not an HTTP date).',
+    schema: { type: 'string' },
+  },
 };
 
 const errorContent = { 'application/json': { schema: ref('schemas', 'Error') } };
@@ -202,7 +210,7 @@ const responses: Record<string, Json> = {
   NotFound: { description: 'No such image, partition, blob or resource.', content: errorContent },
   MethodNotAllowed: { description: 'The server is read-only: every method other than GET and HEAD.', headers: { Allow: ref('headers', 'Allow') }, content: errorContent },
   Unprocessable: { description: 'The archive is not a readable or valid COSI file, or lacks what was asked.', content: errorContent },
-  Busy: { description: 'Too many open files or decompressions; retry.', headers: { 'Retry-After': ref('headers', 'RetryAfter') }, content: errorContent },
+  Busy: { description: 'Too many open files, decompressions or connections; retry.', headers: { 'Retry-After': ref('headers', 'RetryAfter') }, content: errorContent },
   BadRequest: { description: 'A Host header absolute URLs cannot be built from (use --public-url).', content: errorContent },
 };
 
@@ -225,13 +233,13 @@ function byteResponses(contentType: string, extra: Record<string, Json>, what: s
     '304': { description: 'Not modified (If-None-Match / If-Modified-Since).', headers: common },
     '401': ref('responses', 'Unauthorized'),
     '404': ref('responses', 'NotFound'),
-    '412': { description: 'If-Match did not match.', headers: common, content: errorContent },
+    '412': { description: 'If-Match did not match, or modified since If-Unmodified-Since.', headers: common, content: errorContent },
     '416': { description: 'No requested range starts before the end.', headers: { ...common, 'Content-Range': ref('headers', 'ContentRange') }, content: errorContent },
     '503': ref('responses', 'Busy'),
   };
 }
 
-const conditional = ['Range', 'IfRange', 'IfNoneMatch', 'IfModifiedSince', 'IfMatch'].map((p) => ref('parameters', p));
+const conditional = ['Range', 'IfRange', 'IfNoneMatch', 'IfModifiedSince', 'IfMatch', 'IfUnmodifiedSince'].map((p) => ref('parameters', p));
 const partitionHeaders = {
   'X-Cosi-Sha384': ref('headers', 'Sha384'),
   'X-Cosi-Compressed-Size': ref('headers', 'CompressedSize'),
@@ -424,7 +432,7 @@ export function openApiDocument(version = '0.1.0'): Json {
       title: 'cosi-server',
       version,
       description:
-        'Serves COSI (Composable OS Image) archives with full HTTP range semantics (RFC 9110). Read-only: GET and HEAD only, every other method is 405. Errors are JSON `{ "error": { "code", "message" } }`. With --token-file every endpoint but /healthz needs `Authorization: Bearer TOKEN`.',
+        'Serves COSI (Composable OS Image) archives with full HTTP range semantics (RFC 9110). Read-only: GET and HEAD only, every other method is 405. Errors are JSON `{ "error": { "code", "message" } }`. With --token-file every endpoint but /healthz needs `Authorization: Bearer TOKEN`. Every endpoint answers 400 to a request with two Host headers, an invalid Host or two Authorization headers, and 503 with Retry-After and Connection: close to a connection past --max-connections. HEAD sends the headers GET would, Content-Length included.',
       license: { name: 'MIT', identifier: 'MIT' },
     },
     tags: [

@@ -17,6 +17,9 @@ import { defaultConfig, type ServerConfig } from './config.js';
 import type { AppDeps } from './http/env.js';
 import { errorBody } from './http/errors.js';
 import { rawFastPath } from './routes/raw-fast.js';
+import { capConnections, defaultMaxConnections, malformedHeaders, refuseBusy, refuseMalformed } from './http/admission.js';
+import { trackRequest } from './http/track.js';
+import { transferBufferBytes } from './http/fd-body.js';
 import { Gate } from './http/gate.js';
 import { Metrics } from './metrics.js';
 import { checkNetbootDir } from './netboot.js';
@@ -84,6 +87,7 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
   metrics.gauge('cosi_transfers_open', 'Archives handed out to requests and not yet released.', () => catalog.openHandles);
   const decompressGate = new Gate(config.maxDecompressions);
   metrics.gauge('cosi_decompressions_active', 'Running ?decompress=1 streams.', () => decompressGate.inUse);
+  metrics.gauge('cosi_transfer_buffer_bytes', 'Read buffers held by byte transfers from local files (two per transfer, 64 KiB to 1 MiB each).', () => transferBufferBytes());
 
   const authorize = config.tokenFile ? bearerAuthorizer(await loadTokens(config.tokenFile)) : undefined;
   let draining = false;
@@ -122,12 +126,23 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
   });
   let inflight = 0;
   let drained: (() => void) | undefined;
+  const maxConnections = config.maxConnections ?? defaultMaxConnections(config.maxOpenFiles);
+  let admission: ReturnType<typeof capConnections> | undefined;
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     inflight++;
     res.once('close', () => {
       inflight--;
       if (inflight === 0) drained?.();
     });
+    if (admission?.refused(req.socket)) {
+      trackRequest(deps, req, res).route = 'refused';
+      return refuseBusy(res, maxConnections);
+    }
+    const bad = malformedHeaders(req);
+    if (bad !== undefined) {
+      trackRequest(deps, req, res).route = 'bad-request';
+      return refuseMalformed(res, bad);
+    }
     if (!fastRaw(req, res)) void listener(req, res);
   };
   // Node requires headersTimeout <= requestTimeout.
@@ -143,6 +158,7 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
     server = createHttpServer(timeouts, onRequest);
   }
   server.setTimeout(config.idleTimeoutMs, (socket) => socket.destroy());
+  admission = capConnections(server, maxConnections, config.tlsCert !== undefined);
   const sockets = new Set<Socket>();
   server.on('connection', (s: Socket) => {
     sockets.add(s);

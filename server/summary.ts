@@ -103,6 +103,8 @@ export interface ImageSummary {
   corrupt?: number;
   /** Listed from a remote catalog entry (bytes come from another server). */
   remote?: boolean;
+  /** Another id of the same file (a symlink or hard link inside the root): the one listed as the file itself. */
+  aliasOf?: string;
 }
 
 function partitionSummary(r: IndexRecord, all: PartitionInfo[], p: PartitionRecord): PartitionSummary {
@@ -151,6 +153,7 @@ export function summarize(r: IndexRecord, opts: { entries?: boolean } = {}): Ima
     partitions: [],
   };
   if (r.origin) out.remote = true;
+  if (r.aliasOf !== undefined) out.aliasOf = r.aliasOf;
   const a = r.archive;
   // The detail view always has the list, empty when the archive could not be read.
   if (opts.entries) out.entries = [];

@@ -7,7 +7,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFile, open, rename, rm, symlink, writeFile } from 'node:fs/promises';
+import { copyFile, link, open, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -203,6 +203,45 @@ describe('serving through cached handles (no watcher, no rescan)', () => {
       await rm(join(cat.dir, 'a.cosi'));
       await srv.catalog.rescan();
       assert.equal(srv.catalog.openDescriptors, 1);
+    } finally {
+      await srv.close(1000);
+      await cat.cleanup();
+    }
+  });
+
+  test('a symlink and a hard link beside their file share its one index record and are listed as aliases', async () => {
+    const cat = await tempCatalog({ 'ic.cosi': smallPath });
+    await symlink('ic.cosi', join(cat.dir, 'link.cosi'));
+    await link(join(cat.dir, 'ic.cosi'), join(cat.dir, 'z-hard.cosi'));
+    const srv = await startServer({ root: cat.dir, ...quiet });
+    try {
+      const runs = () => srv.metrics.value('cosi_index_runs_total');
+      const atStart = runs();
+      assert.ok(atStart <= 1, `the scan indexed the file once (${atStart} runs)`);
+      const paths = ['/cosi/link.cosi', '/cosi/ic.cosi', '/v1/images/link', '/v1/images/ic/partitions/root', '/cosi/z-hard.cosi'];
+      for (let i = 0; i < 200; i++) {
+        const path = i % 25 === 24 ? '/v1/images' : paths[i % paths.length]!;
+        const r = await http(srv.url, path, { headers: path.startsWith('/cosi/') ? { Range: `bytes=${i}-${i + 99}` } : {} });
+        assert.ok(r.status === 200 || r.status === 206, `${path}: ${r.status}`);
+        if (path.startsWith('/cosi/')) assert.deepEqual(r.body, small.subarray(i, i + 100));
+      }
+      // Before, each id evicted the other's record: about 300 index runs for these 200 requests.
+      assert.ok(runs() <= 2, `${runs()} index runs`);
+      const list = json(await http(srv.url, '/v1/images')).images;
+      assert.deepEqual(
+        list.map((i: { id: string; aliasOf?: string; rawUrl: string }) => [i.id, i.aliasOf, i.rawUrl]),
+        [
+          ['ic', undefined, '/cosi/ic.cosi'],
+          ['link', 'ic', '/cosi/link.cosi'],
+          ['z-hard', 'ic', '/cosi/z-hard.cosi'],
+        ],
+      );
+      const one = json(await http(srv.url, '/v1/images/link'));
+      assert.equal(one.id, 'link');
+      assert.equal(one.aliasOf, 'ic');
+      assert.equal(one.metadataSha384, list[0].metadataSha384);
+      assert.match((await http(srv.url, '/')).body.toString(), /alias of ic/);
+      assert.equal(srv.catalog.openDescriptors, 2, "the symlink shares its target's descriptor; the hard link, a path of its own, has one");
     } finally {
       await srv.close(1000);
       await cat.cleanup();

@@ -6,6 +6,7 @@
 import { execFile } from 'node:child_process';
 import { copyFile, mkdir, mkdtemp, open, readFile, rm } from 'node:fs/promises';
 import { request, type IncomingHttpHeaders } from 'node:http';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { packedDisk, SMALL, SMALL_4K } from './fixtures.js';
@@ -38,6 +39,44 @@ export function http(
     );
     req.on('error', reject);
     req.end();
+  });
+}
+
+/**
+ * One request written byte for byte (repeated or malformed headers that node:http would not
+ * send), on a connection of its own; the answer parsed from what came back until the server
+ * closed, or until `waitMs` passed on a connection it kept open.
+ */
+export function rawHttp(base: string, text: string, waitMs = 2000): Promise<Reply & { closed: boolean }> {
+  const u = new URL(base);
+  return new Promise((resolve, reject) => {
+    const s = connect(Number(u.port), u.hostname);
+    const chunks: Buffer[] = [];
+    let closed = false;
+    const done = () => {
+      clearTimeout(timer);
+      const all = Buffer.concat(chunks);
+      const end = all.indexOf('\r\n\r\n');
+      if (end < 0) return reject(new Error(`no response head in ${JSON.stringify(all.toString('latin1').slice(0, 200))}`));
+      const [statusLine, ...lines] = all.toString('latin1', 0, end).split('\r\n');
+      const headers: IncomingHttpHeaders = {};
+      for (const l of lines) {
+        const at = l.indexOf(':');
+        headers[l.slice(0, at).trim().toLowerCase()] = l.slice(at + 1).trim();
+      }
+      const body = all.subarray(end + 4);
+      const length = headers['content-length'] === undefined ? body.length : Number(headers['content-length']);
+      resolve({ status: Number(statusLine!.split(' ')[1]), headers, body, complete: body.length >= length, closed });
+      s.destroy();
+    };
+    const timer = setTimeout(done, waitMs);
+    s.on('data', (c: Buffer) => chunks.push(c));
+    s.on('end', () => {
+      closed = true;
+      done();
+    });
+    s.on('error', reject);
+    s.write(text);
   });
 }
 

@@ -82,9 +82,14 @@ describe('boot.ipxe', () => {
     assert.equal(json(r).error.code, 'NOT_CONFIGURED');
     assert.match(json(r).error.message, /--ipxe-kernel/);
     assert.equal(json(await http(srv.url, '/v1/images/nope/boot.ipxe')).error.code, 'NOT_FOUND');
+    // Not a host at all (RFC 9112 §3.2): refused before any route.
     const evil = await http(srv.url, '/v1/images/os/small/boot.ipxe', { headers: { Host: 'x${evil}' } });
     assert.equal(evil.status, 400);
-    assert.match(json(evil).error.message, /--public-url/);
+    assert.equal(json(evil).error.code, 'BAD_REQUEST');
+    // A valid Host that must not go into an iPXE script.
+    const odd = await http(srv.url, '/v1/images/os/small/boot.ipxe', { headers: { Host: 'x$evil' } });
+    assert.equal(odd.status, 400);
+    assert.match(json(odd).error.message, /--public-url/);
   });
 
   test('flags are checked: kernel and initrd together, one-word values', () => {

@@ -72,6 +72,8 @@ export interface IndexRecord {
   indexMs: number;
   /** The http(s) URL of a remote archive; absent for local files. */
   origin?: string;
+  /** Set when this id names the same file as another id (a symlink or hard link inside the root): that id. */
+  aliasOf?: string;
 }
 
 /** Strong validator for the raw bytes: identity plus what the metadata hashes to. */

@@ -3,10 +3,13 @@
  * (HandleCache) and confirmed with one lstat per path and event-loop turn,
  * and the index records, in an LRU keyed by file identity, that describe
  * the bytes behind each handle. A file changed since it was indexed is
- * indexed again through the very handle it is then served from.
+ * indexed again through the very handle it is then served from. Names that
+ * reach the same file (a symlink inside the root, a hard link) share its one
+ * record, each seeing it under its own id.
  */
 import { lstatSync, type Stats } from 'node:fs';
 import { open, realpath, type FileHandle } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
 import { LRUCache } from 'lru-cache';
 import { HttpError } from '../errors.js';
 import { HandleSource, streamRange } from '../../shared/transport/handle-source.js';
@@ -101,7 +104,7 @@ export class ArchiveOpener {
   async recordFor(k: Known): Promise<IndexRecord> {
     if (k.refused) return refusedRecord(k);
     const cached = this.records.get(identityKey(k.identity));
-    if (cached && cached.id === k.id) return cached;
+    if (cached) return recordAs(cached, k);
     // Indexing alone does not keep the file open: a scan of thousands must not hoard descriptors.
     const a = await this.open(k, false);
     const rec = a.record;
@@ -144,11 +147,12 @@ export class ArchiveOpener {
     if (!sameIdentity(k.identity, identity)) return undefined;
     const h = this.handles.acquire(k.path, identity);
     if (!h) return undefined;
-    const record = this.records.get(identityKey(identity));
-    if (!record || record.id !== k.id) {
+    const shared = this.records.get(identityKey(identity));
+    if (!shared) {
       this.handles.release(h);
       return undefined;
     }
+    const record = recordAs(shared, k);
     this.openFiles++;
     let released = false;
     return {
@@ -182,30 +186,29 @@ export class ArchiveOpener {
       h ??= await this.openFresh(k, cache);
       const identity = h.identity;
       const key = identityKey(identity);
-      let record = this.records.get(key);
-      if (!record || record.id !== k.id) {
-        this.opts.metrics?.inc('cosi_index_runs_total');
-        record = await indexArchive(new HandleSource(k.relPath, h.fh, identity.size), { id: k.id, relPath: k.relPath, path: k.path, identity });
-        if (!record.valid) this.opts.metrics?.inc('cosi_index_errors_total');
-        const earlier = this.opts.verifiedArchive(key);
-        if (earlier && record.archive) record.archive = earlier;
-        this.records.set(key, record);
-        this.opts.log?.({ event: 'indexed', id: k.id, valid: record.valid, reason: record.reason, ms: Math.round(record.indexMs) });
-      }
+      const record = recordAs(this.records.get(key) ?? (await this.indexOnce(key, k, h)), k);
       if (!sameIdentity(k.identity, identity)) {
         // The path now holds other bytes than the scan saw: remember them, and rescan soon for the rest.
         this.opts.changed(k, identity);
       }
       const handle = h;
       let released = false;
+      // Streams read the descriptor itself: the handle may close only once every one of them has.
+      const streams = new Set<Readable>();
       return {
         record,
         fh: handle.fh,
         fd: handle.fd,
-        stream: (offset, length) => streamRange(handle.fh, offset, length),
+        stream: (offset, length) => {
+          const s = streamRange(handle.fd, offset, length);
+          streams.add(s);
+          s.once('close', () => streams.delete(s));
+          return s;
+        },
         release: async () => {
           if (released) return;
           released = true;
+          await closeAll(streams);
           this.openFiles--;
           this.handles.release(handle);
         },
@@ -221,6 +224,29 @@ export class ArchiveOpener {
       }
       throw new HttpError(500, 'COSI_ERR_IO', `cannot open ${k.id}: ${code ?? (err as Error).message}`);
     }
+  }
+
+  /** Index runs in progress, by identity key: names of one file scanned at once wait for one run. */
+  private readonly indexing = new Map<string, Promise<IndexRecord>>();
+
+  /** Index the file behind `h` (the caller holds it until this settles), once however many ask. */
+  private indexOnce(key: string, k: Known, h: Handle): Promise<IndexRecord> {
+    let run = this.indexing.get(key);
+    if (!run) {
+      run = (async () => {
+        this.opts.metrics?.inc('cosi_index_runs_total');
+        const identity = h.identity;
+        const rec = await indexArchive(new HandleSource(k.relPath, h.fh, identity.size), { id: k.id, relPath: k.relPath, path: k.path, identity });
+        if (!rec.valid) this.opts.metrics?.inc('cosi_index_errors_total');
+        const earlier = this.opts.verifiedArchive(key);
+        if (earlier && rec.archive) rec.archive = earlier;
+        this.records.set(key, rec);
+        this.opts.log?.({ event: 'indexed', id: k.id, valid: rec.valid, reason: rec.reason, ms: Math.round(rec.indexMs) });
+        return rec;
+      })().finally(() => this.indexing.delete(key));
+      this.indexing.set(key, run);
+    }
+    return run;
   }
 
   /** The slow path: resolve, check the root, open, fstat; the handle is cached for the next request. */
@@ -245,6 +271,39 @@ export class ArchiveOpener {
       throw err;
     }
   }
+}
+
+/** Destroy what is still open (a transfer cut short) and wait until no read is in flight. */
+async function closeAll(streams: Set<Readable>): Promise<void> {
+  if (streams.size === 0) return;
+  await Promise.all(
+    [...streams].map((s) => {
+      const closed = new Promise<void>((resolve) => s.once('close', () => resolve()));
+      s.destroy();
+      return closed;
+    }),
+  );
+}
+
+/** Per shared record, its views under other names (aliases, or a file renamed since it was indexed). */
+const views = new WeakMap<IndexRecord, Map<string, IndexRecord>>();
+
+/**
+ * The record of the file `k` names, under k's own id and path. Index records are kept per file
+ * identity, so every name of one file (a symlink beside its target, a hard link) shares one
+ * record and one index run; only the names differ.
+ */
+export function recordAs(shared: IndexRecord, k: Known): IndexRecord {
+  if (shared.id === k.id && shared.relPath === k.relPath && shared.path === k.path && shared.aliasOf === k.aliasOf) return shared;
+  let byId = views.get(shared);
+  if (!byId) views.set(shared, (byId = new Map()));
+  let v = byId.get(k.id);
+  if (!v || v.relPath !== k.relPath || v.aliasOf !== k.aliasOf || v.path !== k.path) {
+    // A shallow copy: the archive view (and what --verify marks in it) stays shared.
+    v = { ...shared, id: k.id, relPath: k.relPath, path: k.path, aliasOf: k.aliasOf };
+    byId.set(k.id, v);
+  }
+  return v;
 }
 
 /** The record of a file that must never be opened: listed as invalid, with the reason. */

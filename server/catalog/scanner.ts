@@ -35,6 +35,10 @@ export interface Known {
   identity: FileIdentity;
   /** Set when the file must never be opened (a symlink leaving the root). */
   refused?: string;
+  /** Found through a symlink (inside the root). */
+  viaLink?: boolean;
+  /** Another id names the same file (same device and inode): the one listed as the file itself. */
+  aliasOf?: string;
 }
 
 export interface ScannerOptions {
@@ -130,10 +134,10 @@ export class Scanner {
     return this.scanning;
   }
 
-  /** Every archive under the root, by id (none without a root). */
+  /** Every archive under the root, by id (none without a root); names of one file marked as aliases. */
   async find(): Promise<Map<string, Known>> {
     const found = new Map<string, Known>();
-    if (this.opts.root !== '') for (const k of await this.walk(this.rootReal)) found.set(k.id, k);
+    if (this.opts.root !== '') for (const k of markAliases(await this.walk(this.rootReal))) found.set(k.id, k);
     return found;
   }
 
@@ -169,7 +173,7 @@ export class Scanner {
           }
           const st = await stat(target);
           if (!st.isFile()) return;
-          out[i] = [{ id, relPath, path: target, identity: identityOf(st) }];
+          out[i] = [{ id, relPath, path: target, identity: identityOf(st), viaLink: true }];
         } else {
           out[i] = [{ id, relPath, path: full, identity: identityOf(await stat(full)) }];
         }
@@ -184,4 +188,28 @@ export class Scanner {
   inside(real: string): boolean {
     return real === this.rootReal || real.startsWith(this.rootReal + sep);
   }
+}
+
+/**
+ * Ids that name one file (a symlink inside the root beside its target, hard links) share one
+ * index record; all but one are listed as aliases of it. The one is the name that is the file
+ * itself rather than a symlink to it, else the first id in sort order, so it stays the same
+ * from scan to scan.
+ */
+export function markAliases(all: Known[]): Known[] {
+  const byFile = new Map<string, Known[]>();
+  for (const k of all) {
+    if (k.refused) continue;
+    const key = `${k.identity.dev}:${k.identity.ino}`;
+    const names = byFile.get(key);
+    if (names) names.push(k);
+    else byFile.set(key, [k]);
+  }
+  for (const names of byFile.values()) {
+    if (names.length < 2) continue;
+    const rank = (k: Known): number => (k.viaLink ? 1 : 0);
+    const first = names.reduce((a, b) => (rank(b) < rank(a) || (rank(b) === rank(a) && b.id < a.id) ? b : a));
+    for (const k of names) if (k !== first) k.aliasOf = first.id;
+  }
+  return all;
 }

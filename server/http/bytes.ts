@@ -5,24 +5,18 @@
  * the length), and the body comes from the open file with backpressure
  * (fd-body.ts for local files, a stream otherwise).
  *
- * Order of evaluation follows RFC 9110 §13.2.2: If-Match, If-None-Match
- * (304), If-Modified-Since, then Range guarded by If-Range.
+ * Order of evaluation follows RFC 9110 §13.2.2: If-Match or else
+ * If-Unmodified-Since (412), If-None-Match or else If-Modified-Since (304)
+ * in preconditions.ts, then Range guarded by If-Range.
  */
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import {
-  etagMatches,
-  formatContentRange,
-  ifRangeAllows,
-  parseHttpDate,
-  parseRangeHeader,
-  unsatisfiedContentRange,
-  type ByteRange,
-} from '../../shared/transport/range.js';
-import { errorBody } from './errors.js';
-import { sendFdRange } from './fd-body.js';
+import { formatContentRange, ifRangeAllows, parseRangeHeader, unsatisfiedContentRange, type ByteRange } from '../../shared/transport/range.js';
+import { sendJsonError } from './errors.js';
+import { sendFdParts, sendFdRange } from './fd-body.js';
+import { evaluatePreconditions } from './preconditions.js';
 
 export interface ByteBody {
   size: number;
@@ -59,32 +53,14 @@ function baseHeaders(body: ByteBody): Record<string, string> {
   };
 }
 
-function sendJsonError(res: ServerResponse, status: number, code: string, message: string, headers: Record<string, string>): void {
-  const text = JSON.stringify(errorBody(code, message));
-  res.writeHead(status, { ...headers, 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(text) });
-  res.end(text);
-}
-
-/** Is the representation unchanged since the client's copy? (If-None-Match, else If-Modified-Since.) */
-function notModified(req: IncomingMessage, body: ByteBody): boolean {
-  const inm = header(req, 'if-none-match');
-  if (inm !== undefined) return etagMatches(inm, body.etag, { weak: true });
-  const ims = header(req, 'if-modified-since');
-  if (ims === undefined) return false;
-  const t = parseHttpDate(ims);
-  return t !== undefined && Math.floor(body.lastModified.getTime() / 1000) * 1000 <= t;
-}
-
 /** Answer a GET or HEAD for `body`; resolves when the response is done or failed. */
 export async function sendBytes(req: IncomingMessage, res: ServerResponse, body: ByteBody, opts: SendOptions): Promise<void> {
   const head = req.method === 'HEAD';
   const base = baseHeaders(body);
 
-  const ifMatch = header(req, 'if-match');
-  if (ifMatch !== undefined && !etagMatches(ifMatch, body.etag, { weak: false }) && ifMatch.trim() !== '*') {
-    return sendJsonError(res, 412, 'PRECONDITION_FAILED', 'If-Match does not match the current ETag', base);
-  }
-  if (notModified(req, body)) {
+  const verdict = evaluatePreconditions(req.headers, body);
+  if (verdict?.status === 412) return sendJsonError(res, 412, 'PRECONDITION_FAILED', verdict.message, base);
+  if (verdict?.status === 304) {
     res.writeHead(304, base);
     res.end();
     return;
@@ -139,8 +115,14 @@ export async function sendBytes(req: IncomingMessage, res: ServerResponse, body:
   const tail = Buffer.from(`\r\n--${boundary}--\r\n`);
   const heads = ranges.map(partHead);
   const length = heads.reduce((n, h, i) => n + h.length + ranges[i]!.end - ranges[i]!.start + 1, tail.length);
-  res.writeHead(206, { ...base, 'Content-Type': `multipart/byteranges; boundary=${boundary}`, 'Content-Length': String(length) });
+  const headers = { ...base, 'Content-Type': `multipart/byteranges; boundary=${boundary}`, 'Content-Length': String(length) };
   opts.onRange?.('multipart');
+  if (body.file && !head) {
+    const { fd, offset } = body.file;
+    const parts = ranges.map((r, i) => ({ head: heads[i]!, position: offset + r.start, length: r.end - r.start + 1 }));
+    return sendFdParts(res, 206, headers, fd, parts, tail, opts.onBytes);
+  }
+  res.writeHead(206, headers);
   if (head) return void res.end();
   const parts = async function* (): AsyncGenerator<Buffer> {
     for (let i = 0; i < ranges.length; i++) {

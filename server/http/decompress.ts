@@ -12,13 +12,14 @@ import type { Context } from 'hono';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import { windowLogOf } from '../../shared/format/check.js';
 import { CosiError } from '../../shared/errors.js';
-import { etagMatches } from '../../shared/transport/range.js';
 import { createZstdDecoder } from '../../shared/zstd/index.js';
 import type { OpenArchive } from '../catalog/open-archive.js';
 import type { PartitionRecord } from '../catalog/indexer.js';
 import type { AppDeps, AppEnv } from './env.js';
 import { HttpError } from '../errors.js';
 import { abortReason } from './transfer.js';
+import { evaluatePreconditions } from './preconditions.js';
+import { sendJsonError } from './errors.js';
 
 /** Passes chunks through one behind, releasing the last only when `check` passes at the end. */
 class HoldLast extends Transform {
@@ -57,11 +58,16 @@ export async function sendDecompressed(c: Context<AppEnv>, deps: AppDeps, a: Ope
     headers['ETag'] = `"raw-${want}"`;
     headers['X-Cosi-Sha384'] = want;
   }
-  const inm = incoming.headers['if-none-match'];
-  if (want && typeof inm === 'string' && etagMatches(inm, headers['ETag']!, { weak: true })) {
+  // The same preconditions as every byte endpoint, against the decoded bytes' validators.
+  const pre = evaluatePreconditions(incoming.headers, { etag: headers['ETag'], lastModified: a.record.lastModified });
+  if (pre) {
     await a.release();
-    outgoing.writeHead(304, headers);
-    outgoing.end();
+    if (pre.status === 304) {
+      outgoing.writeHead(304, headers);
+      outgoing.end();
+    } else {
+      sendJsonError(outgoing, 412, 'PRECONDITION_FAILED', pre.message, headers);
+    }
     return RESPONSE_ALREADY_SENT;
   }
   if (incoming.method === 'HEAD') {

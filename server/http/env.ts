@@ -1,6 +1,8 @@
 /**
- * Folder server/http/: HTTP mechanics below the routes: the per-request env and bookkeeping, range serving,
- * error bodies, ?decompress=1. Imports catalog/, shared/ and the server's leaf modules; routes/ and app.ts import it.
+ * Folder server/http/: HTTP mechanics below the routes: the per-request env and bookkeeping, what is refused
+ * before any route (admission.ts: the connection cap, malformed headers), preconditions, range serving, error
+ * bodies, ?decompress=1. Imports catalog/, shared/ and the server's leaf modules; routes/, app.ts and server.ts
+ * import it.
  *
  * What every route gets: the Node request/response pair (byte endpoints
  * write to it directly), per-request bookkeeping for the log, and the

@@ -3,6 +3,7 @@
  * with the status that fits. Format and selection problems keep their
  * CosiError code so a client can branch on the same codes as the CLI.
  */
+import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { isCosiError, oneLine, type ErrorCode } from '../../shared/errors.js';
 import { HttpError } from '../errors.js';
 
@@ -23,6 +24,13 @@ export interface ErrorBody {
 
 export function errorBody(code: string, message: string): ErrorBody {
   return { error: { code, message } };
+}
+
+/** The error body written straight to a response (paths that answer without the router), with its exact length. */
+export function sendJsonError(res: ServerResponse, status: number, code: string, message: string, headers: OutgoingHttpHeaders = {}): void {
+  const text = JSON.stringify(errorBody(code, message));
+  res.writeHead(status, { ...headers, 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(text) });
+  res.end(text);
 }
 
 /** Status, headers and body for anything thrown by a handler. */

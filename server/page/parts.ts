@@ -48,6 +48,7 @@ export function badges(img: ImageSummary): Html {
   return html`<div class="badges">
     ${img.valid ? html`<span class="badge ok">valid</span>` : html`<span class="badge bad">invalid</span>`}
     ${img.corrupt ? html`<span class="badge bad">${img.corrupt} corrupt</span>` : ''}
+    ${img.aliasOf !== undefined ? html`<span class="badge" title="the same file as ${img.aliasOf}">alias of ${img.aliasOf}</span>` : ''}
     ${img.remote ? html`<span class="badge">remote</span>` : ''}
     ${img.osArch ? html`<span class="badge">${img.osArch}</span>` : ''}
     ${img.version ? html`<span class="badge">COSI ${img.version}</span>` : ''}

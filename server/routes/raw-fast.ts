@@ -12,7 +12,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { trackRequest } from '../http/track.js';
 import { rawBody, rawId } from './raw.js';
 import type { AppDeps, RequestStats } from '../http/env.js';
-import { describeError } from '../http/errors.js';
+import { describeError, sendJsonError } from '../http/errors.js';
 import { notFound } from '../errors.js';
 import { transferTo } from '../http/transfer.js';
 import { readExactSync, SYNC_READ_MAX } from '../http/fd-body.js';
@@ -41,9 +41,7 @@ export function rawFastPath(deps: AppDeps): (req: IncomingMessage, res: ServerRe
       if (res.headersSent) return void res.destroy();
       const d = describeError(err);
       if (d.body.error.code === 'INTERNAL') deps.log?.({ time: new Date().toISOString(), event: 'error', message: String((err as Error)?.stack ?? err) });
-      const text = JSON.stringify(d.body);
-      res.writeHead(d.status, { ...d.headers, 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) });
-      res.end(text);
+      sendJsonError(res, d.status, d.body.error.code, d.body.error.message, d.headers);
     });
     return true;
   };
@@ -130,7 +128,14 @@ function smallRange(deps: AppDeps, req: IncomingMessage, res: ServerResponse, st
   if (req.method !== 'GET') return false;
   const h = req.headers;
   const range = h.range;
-  if (range === undefined || h['if-match'] !== undefined || h['if-none-match'] !== undefined || h['if-modified-since'] !== undefined || h['if-range'] !== undefined) {
+  if (
+    range === undefined ||
+    h['if-match'] !== undefined ||
+    h['if-unmodified-since'] !== undefined ||
+    h['if-none-match'] !== undefined ||
+    h['if-modified-since'] !== undefined ||
+    h['if-range'] !== undefined
+  ) {
     return false;
   }
   const m = SIMPLE_RANGE.exec(range);
