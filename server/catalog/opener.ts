@@ -22,6 +22,8 @@ export interface OpenerOptions {
   /** An archive handle idle this long is closed (default 30 s). */
   handleIdleMs?: number;
   indexCacheEntries?: number;
+  /** --max-metadata-size: a larger metadata.json makes the archive invalid, unread. */
+  maxMetadataBytes?: number;
   metrics?: Metrics;
   log?: (event: Record<string, unknown>) => void;
   /** A resolved path is inside the catalog root. */
@@ -185,7 +187,7 @@ export class ArchiveOpener {
       let record = this.records.get(key);
       if (!record || record.id !== k.id) {
         this.opts.metrics?.inc('cosi_index_runs_total');
-        record = await indexArchive(new HandleSource(k.relPath, h.fh, identity.size), { id: k.id, relPath: k.relPath, path: k.path, identity });
+        record = await indexArchive(new HandleSource(k.relPath, h.fh, identity.size), { id: k.id, relPath: k.relPath, path: k.path, identity }, { maxMetadataBytes: this.opts.maxMetadataBytes });
         if (!record.valid) this.opts.metrics?.inc('cosi_index_errors_total');
         const earlier = this.opts.verifiedArchive(key);
         if (earlier && record.archive) record.archive = earlier;
