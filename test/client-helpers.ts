@@ -23,8 +23,17 @@ export interface CliResult {
 }
 
 export function runFetch(args: string[], opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<CliResult> {
+  return runBin(FETCH_CLI, args, opts);
+}
+
+/** The real cosi-pack bin (cosi-pack validate, for one). */
+export function runPack(args: string[], opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<CliResult> {
+  return runBin(PACK_CLI, args, opts);
+}
+
+function runBin(bin: string, args: string[], opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv }): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [FETCH_CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
+    const child = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
