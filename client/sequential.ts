@@ -130,6 +130,11 @@ export async function sequentialPass(src: HttpSource, handlers: SequentialHandle
       const name = entry.header.name;
       const at = index++;
       entries.push(entryOf(entry.header, at));
+      // A second member of a name is refused as it passes: a reader that took the last one would write other bytes.
+      if (metadata && entries.some((e, i) => i < at && e.name === name)) {
+        const dupes = validateCosi({ metadata, entries }, { reader: true }).errors.filter((i) => i.rule === 'tar-path-unique');
+        refuseInvalid(src.name, { valid: false, errors: dupes, warnings: [] });
+      }
       if (at === 0) {
         if (name !== 'cosi-marker') throw new CosiError('COSI_ERR_NOT_COSI', `${src.name}: first tar entry is ${name}, not cosi-marker`);
         entry.resume();
