@@ -48,7 +48,7 @@ export async function checkImages(check: ArchiveCheck, onImage?: (path: string) 
     } catch (err) {
       const why = await explainFailure(src, image, { tap, location: entry }, err);
       if (!isCosiError(why)) throw why;
-      report.errors.push({ field: image.path, rule: RULES[why.code] ?? 'image-unreadable', message: `${image.path}: ${oneLine(why).replace(`${image.path}: `, '')}` });
+      report.errors.push({ field: image.path, rule: RULES[why.code] ?? 'image-unreadable', message: `${image.path} ${oneLine(why).replace(`${image.path}: `, '')}` });
     }
     report.decoded.push(image.path);
     if (image.sha384 === undefined) report.unhashed.push(image.path);

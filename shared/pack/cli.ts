@@ -102,7 +102,7 @@ async function validate(args: string[]): Promise<number> {
   } else {
     for (const line of formatIssues(result)) process.stdout.write(line + '\n');
     const ran = checks.map((k) => CHECKS[k]).join('; ');
-    const skipped = checks.includes('structure') && !deep ? '; images not decoded (add --deep)' : '';
+    const skipped = checks.includes('structure') && !deep ? '; images not decoded: add --deep' : '';
     const unhashed = deep && deep.unhashed.length > 0 ? `; ${deep.unhashed.length} image(s) without a SHA-384 (COSI 1.0) only decoded and sized: ${deep.unhashed.join(', ')}` : '';
     process.stdout.write(result.valid ? `${path}: valid COSI ${result.version ?? ''} (checked: ${ran}${skipped}${unhashed})\n` : `${path}: INVALID (${result.errors.length} error(s); checked: ${ran}${skipped})\n`);
   }
