@@ -13,24 +13,14 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { packedDisk, SMALL, type PackedFixture } from './fixtures.js';
 import { errorLine, listDir, runFetch, runPack, freshDirs } from './client-helpers.js';
-import { imageFiles, readParts, writeParts, type Member, type Parts, type TarOptions } from './mutants.js';
+import { imageFiles, smallParts, writeParts, type SmallParts, type Member, type Parts, type TarOptions } from './mutants.js';
 
 const work = await mkdtemp(join(tmpdir(), 'cosi-fetch-strict-'));
 after(() => rm(work, { recursive: true, force: true }));
 const fresh = freshDirs(work);
-let fx: PackedFixture;
-let base: Parts;
-let rootPath: string;
-let srvPath: string;
-
-before(async () => {
-  fx = await packedDisk(SMALL);
-  base = await readParts(fx.cosi);
-  rootPath = base.meta.disk.gptRegions.find((r: { number?: number }) => r.number === 2).image.path;
-  srvPath = base.meta.disk.gptRegions.find((r: { number?: number }) => r.number === 3).image.path;
-});
+let small: SmallParts;
+before(async () => void (small = await smallParts()));
 
 type Mutate = (p: Parts) => TarOptions | void;
 
@@ -53,23 +43,23 @@ const member = (p: Parts, path: string): Member => p.images.find((m) => m.name =
 
 const MUTANTS: Mutant[] = [
   // From the issue: rejected by validate, fetched with exit 0 before.
-  { name: 'a duplicate images/... member of zeros after the real one', mutate: (p) => void p.images.push({ name: rootPath, data: Buffer.alloc(member(p, rootPath).data.length) }) },
+  { name: 'a duplicate images/... member of zeros after the real one', mutate: (p) => void p.images.push({ name: small.rootPath, data: Buffer.alloc(member(p, small.rootPath).data.length) }) },
   { name: 'disk.lbaSize 0', mutate: (p) => void (p.meta.disk.lbaSize = 0) },
   { name: 'disk.lbaSize 3', mutate: (p) => void (p.meta.disk.lbaSize = 3) },
   { name: 'disk.lbaSize -512', mutate: (p) => void (p.meta.disk.lbaSize = -512) },
   { name: 'version 9.9', mutate: (p) => void (p.meta.version = '9.9') },
   { name: 'compression.maxWindowLog 64', mutate: (p) => void (p.meta.compression.maxWindowLog = 64) },
   // Item 9: sizes that are not sizes (exit 6 or 4 before).
-  ...[1.5, '3150591', null, true, [], {}, -1, 2 ** 53].map((v): Mutant => ({ name: `uncompressedSize ${JSON.stringify(v)}`, mutate: (p) => setImage(p, rootPath, 'uncompressedSize', v) })),
-  ...[1.5, '2810', null, -1].map((v): Mutant => ({ name: `compressedSize ${JSON.stringify(v)}`, mutate: (p) => setImage(p, rootPath, 'compressedSize', v) })),
+  ...[1.5, '3150591', null, true, [], {}, -1, 2 ** 53].map((v): Mutant => ({ name: `uncompressedSize ${JSON.stringify(v)}`, mutate: (p) => setImage(p, small.rootPath, 'uncompressedSize', v) })),
+  ...[1.5, '2810', null, -1].map((v): Mutant => ({ name: `compressedSize ${JSON.stringify(v)}`, mutate: (p) => setImage(p, small.rootPath, 'compressedSize', v) })),
   // More metadata rules.
-  { name: 'compressedSize one more than the tar member', mutate: (p) => setImage(p, rootPath, 'compressedSize', member(p, rootPath).data.length + 1) },
+  { name: 'compressedSize one more than the tar member', mutate: (p) => setImage(p, small.rootPath, 'compressedSize', member(p, small.rootPath).data.length + 1) },
   { name: 'the region and its filesystem disagree on uncompressedSize', mutate: (p) => void (region(p, 2).image.uncompressedSize -= 4096) },
-  { name: 'uncompressedSize larger than the partition', mutate: (p) => setImage(p, srvPath, 'uncompressedSize', 64 << 20) },
-  { name: 'sha384 not hexadecimal', mutate: (p) => setImage(p, rootPath, 'sha384', 'zz'.repeat(48)) },
-  { name: 'sha384 missing (required since 1.1)', mutate: (p) => setImage(p, rootPath, 'sha384', undefined), fetch: 4 },
-  { name: 'an image path outside images/', mutate: (p) => rename(p, rootPath, 'root.raw.zst') },
-  { name: "an image path with a '..' segment", mutate: (p) => rename(p, rootPath, 'images/../images/root.raw.zst') },
+  { name: 'uncompressedSize larger than the partition', mutate: (p) => setImage(p, small.srvPath, 'uncompressedSize', 64 << 20) },
+  { name: 'sha384 not hexadecimal', mutate: (p) => setImage(p, small.rootPath, 'sha384', 'zz'.repeat(48)) },
+  { name: 'sha384 missing (required since 1.1)', mutate: (p) => setImage(p, small.rootPath, 'sha384', undefined), fetch: 4 },
+  { name: 'an image path outside images/', mutate: (p) => rename(p, small.rootPath, 'root.raw.zst') },
+  { name: "an image path with a '..' segment", mutate: (p) => rename(p, small.rootPath, 'images/../images/root.raw.zst') },
   { name: 'two regions with the same number', mutate: (p) => void (region(p, 3).number = 2) },
   { name: 'a region number the GPT does not have', mutate: (p) => void (region(p, 3).number = 9) },
   { name: "region type 'bogus'", mutate: (p) => void (region(p, 3).type = 'bogus') },
@@ -94,11 +84,11 @@ const MUTANTS: Mutant[] = [
   { name: 'metadata.json not JSON', mutate: () => ({ metadataBytes: Buffer.from('{"version": "1.2",') }) },
   // Tar rules.
   { name: 'a second metadata.json at the end', mutate: (p) => void p.images.push({ name: 'metadata.json', data: Buffer.from('{}') }) },
-  { name: 'images out of disk order in the tar', mutate: (p) => swap(p, rootPath, srvPath) },
+  { name: 'images out of disk order in the tar', mutate: (p) => swap(p, small.rootPath, small.srvPath) },
   { name: 'a member between metadata.json and the GPT image', mutate: () => ({ afterMetadata: [{ name: 'NOTES.txt', data: Buffer.from('x\n') }] }) },
   { name: "a member named './x'", mutate: (p) => void p.images.push({ name: './x', data: Buffer.from('x') }) },
-  { name: 'an image member that is a directory', mutate: (p) => void (p.images.splice(p.images.indexOf(member(p, srvPath)), 1, { name: srvPath, data: Buffer.alloc(0), type: 'directory' })) },
-  { name: 'an image missing from the tar', mutate: (p) => void p.images.splice(p.images.indexOf(member(p, srvPath)), 1) },
+  { name: 'an image member that is a directory', mutate: (p) => void (p.images.splice(p.images.indexOf(member(p, small.srvPath)), 1, { name: small.srvPath, data: Buffer.alloc(0), type: 'directory' })) },
+  { name: 'an image missing from the tar', mutate: (p) => void p.images.splice(p.images.indexOf(member(p, small.srvPath)), 1) },
   { name: 'one zero block for the end-of-archive marker', mutate: () => ({ endBlocks: 1 }) },
   { name: 'an extension header before cosi-marker', mutate: () => ({ paxMarker: true }) },
   // Writer-only rule: an error for validate, a warning for readers.
@@ -118,7 +108,7 @@ const MUTANTS: Mutant[] = [
     validate: 0,
   },
   { name: 'an unreferenced member after the images', mutate: (p) => void p.images.push({ name: 'NOTES.txt', data: Buffer.from('notes\n') }), validate: 0, warns: /warning: tar\[\d+\] "NOTES\.txt" is not referenced/ },
-  { name: 'upper-case hashes and arch alias', mutate: (p) => void ((p.meta.osArch = 'AMD64'), setImage(p, rootPath, 'sha384', String(region(p, 2).image.sha384).toUpperCase())), validate: 0 },
+  { name: 'upper-case hashes and arch alias', mutate: (p) => void ((p.meta.osArch = 'AMD64'), setImage(p, small.rootPath, 'sha384', String(region(p, 2).image.sha384).toUpperCase())), validate: 0 },
 ];
 
 function rename(p: Parts, from: string, to: string): void {
@@ -134,7 +124,7 @@ function swap(p: Parts, a: string, b: string): void {
 
 async function check(m: Mutant): Promise<void> {
   const dir = await fresh();
-  const parts = structuredClone(base);
+  const parts = structuredClone(small.base);
   const opts = m.mutate(parts) ?? {};
   const cosi = join(dir, 'mutant.cosi');
   await writeParts(cosi, parts, opts);
@@ -163,7 +153,7 @@ async function check(m: Mutant): Promise<void> {
 test('the unchanged archive: valid, fetched; into a missing directory, exit 6 (so exit 5 below means refused before opening)', async () => {
   const dir = await fresh();
   const cosi = join(dir, 'same.cosi');
-  await writeParts(cosi, structuredClone(base));
+  await writeParts(cosi, structuredClone(small.base));
   assert.equal((await runPack(['validate', cosi])).code, 0);
   const r = await runFetch(['-p', 'root', '-o', join(dir, 'no-such-dir', 'root.img'), cosi]);
   assert.equal(r.code, 6, r.stderr);
@@ -185,14 +175,14 @@ test(`every mutant validate rejects, fetch and inspect refuse before any output 
 
 test('refusals name the rule: the duplicate member, the lbaSize, the size that is not a size', async () => {
   const cases: Array<[Mutate, RegExp]> = [
-    [(p) => void p.images.push({ name: rootPath, data: Buffer.alloc(16) }), /tar\[\d+\] name "images\/partition-2\.raw\.zst" is already used by tar\[\d+\]/],
+    [(p) => void p.images.push({ name: small.rootPath, data: Buffer.alloc(16) }), /tar\[\d+\] name "images\/partition-2\.raw\.zst" is already used by tar\[\d+\]/],
     [(p) => void (p.meta.disk.lbaSize = 3), /disk\.lbaSize must be 512 or 4096, got 3/],
-    [(p) => setImage(p, rootPath, 'uncompressedSize', '3150591'), /uncompressedSize must be a non-negative integer of at most 2\^53-1, got "3150591"/],
+    [(p) => setImage(p, small.rootPath, 'uncompressedSize', '3150591'), /uncompressedSize must be a non-negative integer of at most 2\^53-1, got "3150591"/],
     [(p) => void (p.meta.version = '9.9'), /version "9\.9" is not supported/],
   ];
   for (const [mutate, message] of cases) {
     const dir = await fresh();
-    const parts = structuredClone(base);
+    const parts = structuredClone(small.base);
     const cosi = join(dir, 'm.cosi');
     await writeParts(cosi, parts, mutate(parts) ?? {});
     const r = await runFetch(['--json', '-p', 'root', '-o', dir, cosi]);
@@ -205,7 +195,7 @@ test('refusals name the rule: the duplicate member, the lbaSize, the size that i
 
 test('metadata.json over the 4 MiB cap: exit 5 naming its size, the cap and the flag; --max-metadata-size raises it', async () => {
   const dir = await fresh();
-  const parts = structuredClone(base);
+  const parts = structuredClone(small.base);
   // Valid, only large: an unknown field readers must ignore.
   parts.meta.padding = 'x'.repeat(5 << 20);
   const cosi = join(dir, 'big.cosi');
@@ -217,10 +207,10 @@ test('metadata.json over the 4 MiB cap: exit 5 naming its size, the cap and the 
   }
   const ok = await runFetch(['inspect', '--max-metadata-size', '8M', cosi]);
   assert.equal(ok.code, 0, ok.stderr);
-  const tight = await runFetch(['inspect', '--max-metadata-size', '1k', fx.cosi]);
+  const tight = await runFetch(['inspect', '--max-metadata-size', '1k', small.fx.cosi]);
   assert.equal(tight.code, 5, tight.stderr);
   assert.match(errorLine(tight), /over the 1\.0 KiB limit/);
-  const bad = await runFetch(['inspect', '--max-metadata-size', 'lots', fx.cosi]);
+  const bad = await runFetch(['inspect', '--max-metadata-size', 'lots', small.fx.cosi]);
   assert.equal(bad.code, 2);
   assert.match(errorLine(bad), /--max-metadata-size must be a size from 1\.0 KiB to 1\.0 GiB/);
   assert.deepEqual(await listDir(dir), ['big.cosi']);

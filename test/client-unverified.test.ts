@@ -12,9 +12,9 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { closeSharedAgents } from '../shared/transport/http/agent.js';
-import { packedDisk, sameBytes, SMALL, type PackedFixture } from './fixtures.js';
+import { sameBytes, type PackedFixture } from './fixtures.js';
 import { errorLine, layoutOf, listDir, runFetch, runPack, freshDirs } from './client-helpers.js';
-import { imageFiles, readParts, writeParts, type Parts } from './mutants.js';
+import { imageFiles, smallParts, writeParts, type Parts } from './mutants.js';
 import { startPlainHttpServer, type RunningServer } from './nginx.js';
 
 const work = await mkdtemp(join(tmpdir(), 'cosi-fetch-unverified-'));
@@ -41,9 +41,9 @@ function asV10(base: Parts): Parts {
 }
 
 before(async () => {
-  fx = await packedDisk(SMALL);
-  const base = await readParts(fx.cosi);
-  rootPath = base.meta.disk.gptRegions.find((r: { number?: number }) => r.number === 2).image.path;
+  const small = await smallParts();
+  ({ fx, rootPath } = small);
+  const base = small.base;
   await mkdir(www);
   v10 = join(www, 'v10.cosi');
   await writeParts(v10, asV10(base));

@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import tar from 'tar-stream';
 import { FileSource } from '../shared/transport/file-source.js';
+import { packedDisk, SMALL, type PackedFixture } from './fixtures.js';
 import { readTarIndex } from '../shared/format/tar.js';
 
 export interface Member {
@@ -92,4 +93,19 @@ export function imageFiles(meta: Parts['meta'], path: string): Array<Record<stri
     if (f.verity?.image?.path === path) out.push(f.verity.image);
   }
   return out;
+}
+
+/** The standard small fixture as parts, with the paths of its root (partition 2) and /srv (partition 3) images. */
+export interface SmallParts {
+  fx: PackedFixture;
+  base: Parts;
+  rootPath: string;
+  srvPath: string;
+}
+
+export async function smallParts(): Promise<SmallParts> {
+  const fx = await packedDisk(SMALL);
+  const base = await readParts(fx.cosi);
+  const path = (n: number): string => base.meta.disk.gptRegions.find((r: { number?: number }) => r.number === n).image.path;
+  return { fx, base, rootPath: path(2), srvPath: path(3) };
 }

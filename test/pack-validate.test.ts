@@ -11,27 +11,17 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { packedDisk, SMALL, type PackedFixture } from './fixtures.js';
 import { freshDirs, runPack } from './client-helpers.js';
-import { imageFiles, readParts, sha384, writeParts, type Parts } from './mutants.js';
+import { imageFiles, sha384, smallParts, writeParts, type SmallParts, type Parts } from './mutants.js';
 
 const work = await mkdtemp(join(tmpdir(), 'cosi-pack-validate-'));
 after(() => rm(work, { recursive: true, force: true }));
 const fresh = freshDirs(work);
-let fx: PackedFixture;
-let base: Parts;
-let rootPath: string;
-let srvPath: string;
-
-before(async () => {
-  fx = await packedDisk(SMALL);
-  base = await readParts(fx.cosi);
-  rootPath = base.meta.disk.gptRegions.find((r: { number?: number }) => r.number === 2).image.path;
-  srvPath = base.meta.disk.gptRegions.find((r: { number?: number }) => r.number === 3).image.path;
-});
+let small: SmallParts;
+before(async () => void (small = await smallParts()));
 
 async function variant(change: (p: Parts) => void): Promise<string> {
-  const p = structuredClone(base);
+  const p = structuredClone(small.base);
   change(p);
   const out = join(await fresh(), 'v.cosi');
   await writeParts(out, p);
@@ -46,36 +36,36 @@ function flip(p: Parts, path: string): Buffer {
 }
 
 test('the last line says which checks ran; --json lists them', async () => {
-  const plain = await runPack(['validate', fx.cosi]);
+  const plain = await runPack(['validate', small.fx.cosi]);
   assert.equal(plain.code, 0, plain.stdout);
-  assert.equal(plain.stdout, `${fx.cosi}: valid COSI 1.2 (checked: tar layout, metadata and GPT rules; images not decoded: add --deep)\n`);
-  const deep = await runPack(['validate', '--deep', '-q', fx.cosi]);
+  assert.equal(plain.stdout, `${small.fx.cosi}: valid COSI 1.2 (checked: tar layout, metadata and GPT rules; images not decoded: add --deep)\n`);
+  const deep = await runPack(['validate', '--deep', '-q', small.fx.cosi]);
   assert.equal(deep.code, 0, deep.stdout);
-  assert.equal(deep.stdout, `${fx.cosi}: valid COSI 1.2 (checked: tar layout, metadata and GPT rules; every image's SHA-384, zstd stream and size)\n`);
+  assert.equal(deep.stdout, `${small.fx.cosi}: valid COSI 1.2 (checked: tar layout, metadata and GPT rules; every image's SHA-384, zstd stream and size)\n`);
   assert.equal(deep.stderr, '');
-  const json = JSON.parse((await runPack(['validate', '--deep', '--json', '-q', fx.cosi])).stdout);
+  const json = JSON.parse((await runPack(['validate', '--deep', '--json', '-q', small.fx.cosi])).stdout);
   assert.deepEqual(json.checks, ['structure', 'images']);
   assert.equal(json.decoded.length, 4);
-  assert.deepEqual(JSON.parse((await runPack(['validate', '--json', fx.cosi])).stdout).checks, ['structure']);
+  assert.deepEqual(JSON.parse((await runPack(['validate', '--json', small.fx.cosi])).stdout).checks, ['structure']);
 });
 
 test('--deep finds what the structure cannot: a flipped byte (SHA-384), a bad stream with a matching hash (zstd), a wrong size', async () => {
   const cases: Array<[string, (p: Parts) => void, RegExp]> = [
-    ['flipped byte', (p) => void flip(p, rootPath), new RegExp(`^error: ${rootPath}: image-sha384: SHA-384 mismatch \\(expected [0-9a-f]{96}, got [0-9a-f]{96}\\): the image is corrupt`, 'm')],
+    ['flipped byte', (p) => void flip(p, small.rootPath), new RegExp(`^error: ${small.rootPath}: image-sha384: SHA-384 mismatch \\(expected [0-9a-f]{96}, got [0-9a-f]{96}\\): the image is corrupt`, 'm')],
     [
       'bad zstd, hash updated to match',
       (p) => {
-        const data = flip(p, rootPath);
-        for (const img of imageFiles(p.meta, rootPath)) img.sha384 = sha384(data);
+        const data = flip(p, small.rootPath);
+        for (const img of imageFiles(p.meta, small.rootPath)) img.sha384 = sha384(data);
       },
-      new RegExp(`^error: ${rootPath}: image-zstd: `, 'm'),
+      new RegExp(`^error: ${small.rootPath}: image-zstd: `, 'm'),
     ],
     [
       'uncompressedSize 4 KiB short of the stream',
       (p) => {
-        for (const img of imageFiles(p.meta, srvPath)) img.uncompressedSize = (img.uncompressedSize as number) - 4096;
+        for (const img of imageFiles(p.meta, small.srvPath)) img.uncompressedSize = (img.uncompressedSize as number) - 4096;
       },
-      new RegExp(`^error: ${srvPath}: image-size: `, 'm'),
+      new RegExp(`^error: ${small.srvPath}: image-size: `, 'm'),
     ],
   ];
   for (const [what, change, line] of cases) {
@@ -118,7 +108,7 @@ test('a version older than the fields it uses is an error: 1.1 with disk and com
   assert.equal(r.code, 5, r.stdout);
   assert.match(r.stdout, /^error: version: version-too-old: is "1\.1" but the document has 'disk' \(added in 1\.2\), 'compression' \(added in 1\.2\): it must declare version 1\.2 or later$/m);
   const meta10 = join(await fresh(), 'metadata.json');
-  const doc = structuredClone(base.meta);
+  const doc = structuredClone(small.base.meta);
   doc.version = '1.0';
   delete doc.disk;
   delete doc.compression;
@@ -130,7 +120,7 @@ test('a version older than the fields it uses is an error: 1.1 with disk and com
 });
 
 test('an archive whose first header is an extension header is validated as a tar (it was read as a JSON document)', async () => {
-  const p = structuredClone(base);
+  const p = structuredClone(small.base);
   const cosi = join(await fresh(), 'pax.cosi');
   await writeParts(cosi, p, { paxMarker: true });
   const r = await runPack(['validate', cosi]);
