@@ -1,6 +1,6 @@
 /**
  * Folder shared/format/: the COSI container: tar walker, metadata model and validation, this opener,
- * whole-archive checks, selectors. Imports disk/, zstd/, transport/, errors.ts; imported by pack/, client/, server/.
+ * whole-archive checks, selectors. Imports disk/, zstd/, transport/, errors.ts, units.ts; imported by pack/, client/, server/.
  *
  * Opening a COSI archive over any ByteSource: the marker check, the metadata
  * (usually within the first read), and the tar index (completeIndex). Only
