@@ -12,7 +12,7 @@
 import { createHash } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { DEFAULT_HEAD_BYTES, hasMarker, sniff } from '../shared/format/archive.js';
+import { DEFAULT_HEAD_BYTES, sniff, startsLikeCosi } from '../shared/format/archive.js';
 import { checkArchive, refuseInvalid, refuseUnhashed, windowLogOf, type ArchiveCheck } from '../shared/format/check.js';
 import { CosiError, isCosiError } from '../shared/errors.js';
 import type { Gpt } from '../shared/disk/gpt.js';
@@ -204,7 +204,7 @@ export class CosiImage {
     try {
       const headBytes = opts.headBytes ?? DEFAULT_HEAD_BYTES;
       const head = await src.prime(headBytes);
-      if (!hasMarker(head) && !(head.length >= 262 && head.toString('latin1', 257, 262) === 'ustar')) {
+      if (!startsLikeCosi(head)) {
         throw new CosiError('COSI_ERR_NOT_COSI', `${src.name} is not a COSI file (${sniff(head)})`);
       }
       let check: ArchiveCheck;

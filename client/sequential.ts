@@ -16,7 +16,7 @@ import { once } from 'node:events';
 import type { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type * as tar from 'tar-stream';
-import { hasMarker, sniff } from '../shared/format/archive.js';
+import { hasMarker, sniff, startsLikeCosi } from '../shared/format/archive.js';
 import { windowLogOf } from '../shared/format/check.js';
 import { CosiError } from '../shared/errors.js';
 import { parseGpt, type Gpt } from '../shared/disk/gpt.js';
@@ -78,7 +78,7 @@ async function feed(body: Readable, extract: tar.Extract, start: { marker: boole
     if (first) {
       first = false;
       start.marker = hasMarker(b);
-      if (!hasMarker(b) && !(b.length >= 262 && b.toString('latin1', 257, 262) === 'ustar')) {
+      if (!startsLikeCosi(b)) {
         throw new CosiError('COSI_ERR_NOT_COSI', `not a COSI file (${sniff(b)})`);
       }
     }

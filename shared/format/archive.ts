@@ -58,7 +58,12 @@ export function hasMarker(head: Buffer): boolean {
 }
 
 function isTar(head: Buffer): boolean {
-  return head.length >= 512 && head.toString('latin1', 257, 262) === 'ustar';
+  return head.length >= 262 && head.toString('latin1', 257, 262) === 'ustar';
+}
+
+/** The start of a COSI archive, or of a tar whose first header is an extension header (validation names that). */
+export function startsLikeCosi(head: Buffer): boolean {
+  return hasMarker(head) || isTar(head);
 }
 
 export async function openCosi(src: ByteSource, opts: OpenOptions = {}): Promise<CosiArchive> {
@@ -69,7 +74,7 @@ export async function openCosi(src: ByteSource, opts: OpenOptions = {}): Promise
   const stats = { reads: 1 };
   // A foreign writer may put a PAX header first (GNU tar --format=pax does); the
   // entry is still the marker, so read on and let validation flag the bytes.
-  if (!hasMarker(head) && !isTar(head)) {
+  if (!startsLikeCosi(head)) {
     throw new CosiError('COSI_ERR_NOT_COSI', `${src.name} is not a COSI file (${sniff(head)}): it must start with ${COSI_MARKER}`);
   }
   const first = await readTarIndex(src, { head, window: opts.window, stats, stopAfter: (_e, i) => i === 1 });

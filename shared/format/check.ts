@@ -130,7 +130,7 @@ export function refuseInvalid(name: string, result: ValidationResult): Validatio
   const more = (n: number) => (n > 1 ? ` (and ${n - 1} more problem${n > 2 ? 's' : ''}; cosi-pack validate lists them all)` : '');
   const unhashed = result.errors.filter((i) => i.rule === 'required' && i.field.endsWith('.sha384'));
   if (unhashed.length > 0) {
-    const fields = unhashed.map((i) => i.field).join(', ');
+    const fields = unhashed.slice(0, 3).map((i) => i.field).join(', ') + (unhashed.length > 3 ? ` and ${unhashed.length - 3} more` : '');
     throw new CosiError('COSI_ERR_UNVERIFIED', `${name}: ${fields}: COSI ${result.version} requires a SHA-384 for every image; without one the bytes cannot be verified: refusing this archive`, {
       details: { errors: result.errors },
     });

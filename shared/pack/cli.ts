@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { readFile } from 'node:fs/promises';
 import { CosiError } from '../errors.js';
-import { hasMarker } from '../format/archive.js';
+import { startsLikeCosi } from '../format/archive.js';
 import { checkImages, type DeepReport } from '../format/deep.js';
 import { FileSource } from '../transport/file-source.js';
 import { checkArchive } from '../format/check.js';
@@ -77,7 +77,7 @@ async function validate(args: string[]): Promise<number> {
   let deep: DeepReport | undefined;
   try {
     const head = await src.read(0, 512);
-    if (hasMarker(head) || (head.length === 512 && head.toString('latin1', 257, 262) === 'ustar')) {
+    if (startsLikeCosi(head)) {
       const check = await checkArchive(src, { maxMetadataBytes });
       result = check.result;
       checks.push('structure');
