@@ -193,7 +193,7 @@ export class CosiImage {
     this.partitions = listPartitions(archive.metadata, gpt);
     this.maxWindowLog = windowLogOf(archive.metadata);
     this.locator = new Locator(archive.index.entries, source.name);
-    this.warnings = refuseInvalid(source.name, check.result);
+    this.warnings = refuseInvalid(source.name, check.result, check.gptFailure);
   }
 
   static async open(urlOrPath: string, opts: OpenOptions = {}): Promise<CosiImage> {

@@ -58,6 +58,8 @@ const MUTANTS: Mutant[] = [
   { name: 'uncompressedSize larger than the partition', mutate: (p) => setImage(p, small.srvPath, 'uncompressedSize', 64 << 20) },
   { name: 'sha384 not hexadecimal', mutate: (p) => setImage(p, small.rootPath, 'sha384', 'zz'.repeat(48)) },
   { name: 'sha384 missing (required since 1.1)', mutate: (p) => setImage(p, small.rootPath, 'sha384', undefined), fetch: 4 },
+  // Damaged bytes stay an integrity failure (exit 4), as for any other image.
+  { name: 'a flipped byte in the primary GPT image', mutate: (p) => void (p.images[0]!.data[100] ^= 0x5a), fetch: 4 },
   { name: 'an image path outside images/', mutate: (p) => rename(p, small.rootPath, 'root.raw.zst') },
   { name: "an image path with a '..' segment", mutate: (p) => rename(p, small.rootPath, 'images/../images/root.raw.zst') },
   { name: 'two regions with the same number', mutate: (p) => void (region(p, 3).number = 2) },

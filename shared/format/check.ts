@@ -21,6 +21,8 @@ export interface ArchiveCheck {
   gpt?: Gpt;
   /** The decoded primary-GPT image (protective MBR, header, entries), when it could be read. */
   primary?: Buffer;
+  /** Why it could not (also in `result` as 'primary-gpt-readable'), for a reader to keep its class: a hash mismatch is integrity. */
+  gptFailure?: CosiError;
   result: ValidationResult;
 }
 
@@ -77,7 +79,7 @@ export async function checkArchive(src: ByteSource, opts: CheckOptions = {}): Pr
   const archive = await completeIndex(opened, { window: opts.window });
   let gpt: Gpt | undefined;
   let primary: Buffer | undefined;
-  let gptError: string | undefined;
+  let gptFailure: CosiError | undefined;
   const region = primaryGptRegion(archive.metadata);
   // Only a well-formed ImageFile is decoded: validation names what is wrong with the others.
   const entry = region && usable(region.image) ? entryFor(archive, region.image.path) : undefined;
@@ -87,19 +89,19 @@ export async function checkArchive(src: ByteSource, opts: CheckOptions = {}): Pr
       gpt = parseGpt(primary);
     } catch (err) {
       if (!isCosiError(err)) throw err;
-      gptError = oneLine(err);
+      gptFailure = err;
       primary = undefined;
     }
   }
   const result = validateCosi({ metadata: archive.metadata, entries: archive.index.entries, gpt }, { reader: opts.reader });
-  if (gptError) addError(result, { field: region!.image.path, rule: 'primary-gpt-readable', message: `primary GPT image: ${gptError}` });
+  if (gptFailure) addError(result, { field: region!.image.path, rule: 'primary-gpt-readable', message: `primary GPT image: ${oneLine(gptFailure)}` });
   if (archive.marker.ustarOffset !== 0) {
     addError(result, { field: 'tar[0]', rule: 'marker-bytes', message: 'tar[0]: the first 11 bytes of the file must be "cosi-marker" (an extension header comes first)' });
   }
   if (!archive.index.endMarkerComplete) {
     addError(result, { field: 'tar', rule: 'end-of-archive', message: 'tar: the end-of-archive marker must be two 512-byte zero blocks' });
   }
-  return { archive, gpt, primary, result };
+  return { archive, gpt, primary, gptFailure, result };
 }
 
 /** Paths of the images that carry no SHA-384 (allowed only in COSI 1.0), in metadata order. */
@@ -121,12 +123,15 @@ export function refuseUnhashed(name: string, version: string, images: ImageFile[
 
 /**
  * A reader's verdict: refuse an archive with any error, before a byte of it
- * is written. A missing SHA-384 where the version requires one is an
- * integrity failure (exit 4: the bytes cannot be verified); every other error
- * is a format failure (exit 5). Returns the warnings, for the caller to show.
+ * is written. A missing SHA-384 where the version requires one, and a primary
+ * GPT image whose bytes do not match theirs, are integrity failures (exit 4);
+ * every other error is a format failure (exit 5). Returns the warnings, for
+ * the caller to show.
  */
-export function refuseInvalid(name: string, result: ValidationResult): ValidationIssue[] {
+export function refuseInvalid(name: string, result: ValidationResult, gptFailure?: CosiError): ValidationIssue[] {
   if (result.errors.length === 0) return result.warnings;
+  // Bytes that do not match their hash, or stop short, were damaged: the same class as for any other image.
+  if (gptFailure && gptFailure.errorClass === 'integrity') throw gptFailure;
   const more = (n: number) => (n > 1 ? ` (and ${n - 1} more problem${n > 2 ? 's' : ''}; cosi-pack validate lists them all)` : '');
   const unhashed = result.errors.filter((i) => i.rule === 'required' && i.field.endsWith('.sha384'));
   if (unhashed.length > 0) {
