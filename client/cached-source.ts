@@ -86,6 +86,10 @@ export class CachedSource implements ByteSource {
       return hit;
     }
     const widened = Math.max(0, Math.min(want + this.readAhead, total - offset));
+    // One turn of the event loop first: undici hands the connection of the read just finished
+    // back to its pool only then, and a read sent at once would open another connection (a
+    // TCP, perhaps TLS, handshake for each header of a tar walk).
+    await new Promise<void>((resolve) => setImmediate(resolve));
     const got = await this.inner.read(offset, widened);
     this.stats.reads++;
     this.stats.bytes += got.length;

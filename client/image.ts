@@ -2,29 +2,33 @@
  * A remote (or local) COSI image opened for fetching: metadata, partitions,
  * and verified decompressed streams, plus the writers built on them.
  *
- * Request budget: opening is one read of the head (two when metadata.json is
- * larger); the primary GPT image and the first headers come from that read.
- * Each image is then one ranged request covering its header and data.
+ * Opening reads the head (one request; two when metadata.json is larger),
+ * then walks the rest of the tar headers (one small read per image whose
+ * header the head did not cover), decodes the primary GPT, and refuses the
+ * archive, before anything is written, when it breaks any rule that
+ * `cosi-pack validate` checks from metadata, tar index and GPT. Each image is
+ * then one ranged request for its data.
  */
 import { createHash } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { DEFAULT_HEAD_BYTES, hasMarker, openCosi, sniff, type CosiArchive } from '../shared/format/archive.js';
-import { windowLogOf } from '../shared/format/check.js';
+import { DEFAULT_HEAD_BYTES, sniff, startsLikeCosi } from '../shared/format/archive.js';
+import { checkArchive, refuseInvalid, refuseUnhashed, windowLogOf, type ArchiveCheck } from '../shared/format/check.js';
 import { CosiError, isCosiError } from '../shared/errors.js';
-import { parseGpt, type Gpt } from '../shared/disk/gpt.js';
+import type { Gpt } from '../shared/disk/gpt.js';
 import { openSource } from '../shared/transport/open.js';
 import type { HttpSource } from '../shared/transport/http/source.js';
 import type { HttpSourceOptions } from '../shared/transport/http/options.js';
-import { allImageFiles, listPartitions, primaryGptRegion, type CosiMetadata, type ImageFile, type PartitionInfo } from '../shared/format/metadata.js';
+import { allImageFiles, listPartitions, type CosiMetadata, type ImageFile, type PartitionInfo } from '../shared/format/metadata.js';
 import { selectPartition } from '../shared/format/select.js';
+import type { ValidationIssue } from '../shared/format/validate.js';
 import type { ByteSource } from '../shared/transport/source.js';
 import { readTarIndex } from '../shared/format/tar.js';
 import { canDecodeInWorker, createZstdSink, zstdBackend } from '../shared/zstd/index.js';
 import { CachedSource } from './cached-source.js';
 import { asWritable, CHUNK_SINK, isChunkSink, type ChunkSink } from './chunk-sink.js';
 import { explainFailure, openCompressed, openImageStream, type ImageStream, type ImageStreamOptions } from './image-stream.js';
-import { Locator, type Located } from './locate.js';
+import { Locator, WALK_WINDOW, type Located } from './locate.js';
 import type { Progress } from './progress.js';
 
 export interface OpenOptions extends HttpSourceOptions {
@@ -34,6 +38,13 @@ export interface OpenOptions extends HttpSourceOptions {
   source?: ByteSource;
   /** First read; default 64 KiB. */
   headBytes?: number;
+  /** Refuse a metadata.json larger than this before reading it (default 4 MiB). */
+  maxMetadataBytes?: number;
+  /**
+   * Stream and write images that carry no SHA-384 (COSI 1.0 allows that);
+   * without it such an image is refused (COSI_ERR_UNVERIFIED) before a byte of it is read.
+   */
+  allowUnverified?: boolean;
 }
 
 export interface TransferStats {
@@ -140,6 +151,17 @@ export function decodeWindow(image: ImageFile, maxWindowLog: number): number {
 export interface PumpOptions {
   progress?: Progress;
   label?: string;
+  /** Overrides OpenOptions.allowUnverified for this image (verify checks what it can, then reports). */
+  allowUnverified?: boolean;
+}
+
+/** One image as verify() checked it; `verified` is false when it has no SHA-384 (only size and zstd checked). */
+export interface VerifiedImage {
+  path: string;
+  compressedSize: number;
+  uncompressedSize: number;
+  sha384?: string;
+  verified: boolean;
 }
 
 export class CosiImage {
@@ -151,60 +173,64 @@ export class CosiImage {
   /** The decoded primary-GPT image (protective MBR, header, entries), when the metadata has one. */
   readonly primaryImage: Buffer | undefined;
   readonly maxWindowLog: number;
+  /** What the archive breaks that does not refuse it (rules for writers, unreferenced members); one line each. */
+  readonly warnings: ValidationIssue[];
+  readonly archive: ArchiveCheck['archive'];
+  private readonly locator: Locator;
 
   private constructor(
-    readonly archive: CosiArchive,
+    check: ArchiveCheck,
     readonly source: CachedSource,
-    private readonly locator: Locator,
-    gpt: Gpt | undefined,
-    primaryImage: Buffer | undefined,
+    private readonly allowUnverified: boolean,
   ) {
+    const { archive, gpt, primary } = check;
+    this.archive = archive;
     this.name = source.name;
     this.metadata = archive.metadata;
     this.metadataSha384 = archive.metadataSha384;
     this.gpt = gpt;
-    this.primaryImage = primaryImage;
+    this.primaryImage = primary;
     this.partitions = listPartitions(archive.metadata, gpt);
     this.maxWindowLog = windowLogOf(archive.metadata);
+    this.locator = new Locator(archive.index.entries, source.name);
+    this.warnings = refuseInvalid(source.name, check.result, check.gptFailure);
   }
 
   static async open(urlOrPath: string, opts: OpenOptions = {}): Promise<CosiImage> {
     const pin = checkPin(opts.metadataSha384);
     const inner = opts.source ?? openSource(urlOrPath, opts);
-    const src = new CachedSource(inner);
+    // A miss brings a header and the small member after it; never a large window per image.
+    const src = new CachedSource(inner, { readAhead: WALK_WINDOW });
     try {
       const headBytes = opts.headBytes ?? DEFAULT_HEAD_BYTES;
       const head = await src.prime(headBytes);
-      if (!hasMarker(head) && !(head.length >= 262 && head.toString('latin1', 257, 262) === 'ustar')) {
+      if (!startsLikeCosi(head)) {
         throw new CosiError('COSI_ERR_NOT_COSI', `${src.name} is not a COSI file (${sniff(head)})`);
       }
-      let archive: CosiArchive;
+      let check: ArchiveCheck;
       try {
-        archive = await openCosi(src, { headBytes });
+        check = await checkArchive(src, {
+          headBytes,
+          window: 512,
+          maxMetadataBytes: opts.maxMetadataBytes,
+          reader: true,
+          // The pin first: another image's index is not worth walking.
+          opened: (a) => assertPinned(src.name, pin, a.metadataSha384),
+        });
       } catch (err) {
         if (pin) await pinOnUnparsable(src, pin, err);
         throw err;
       }
-      if (pin && archive.metadataSha384 !== pin) throw pinMismatch(src.name, pin, archive.metadataSha384);
-      const locator = new Locator(archive, src);
-      let gpt: Gpt | undefined;
-      let primary: Buffer | undefined;
-      const region = primaryGptRegion(archive.metadata);
-      if (region) {
-        const at = await locator.locate(region.image.path, region.image.compressedSize);
-        // Usually served from the head read; the in-band check covers the rest.
-        const s = await openImageStream(src, region.image, at, {
-          maxWindowLog: windowLogOf(archive.metadata),
-          relocate: () => locator.mispredicted(region.image.path, region.image.compressedSize),
-        });
-        primary = await collect(s, src, region.image);
-        gpt = parseGpt(primary, { lbaSize: archive.metadata.disk?.lbaSize === 4096 ? 4096 : 512 });
-      }
-      return new CosiImage(archive, src, locator, gpt, primary);
+      return new CosiImage(check, src, opts.allowUnverified ?? false);
     } catch (err) {
       await src.close().catch(() => undefined);
       throw err;
     }
+  }
+
+  /** Images in `images` that carry no SHA-384, unless they are allowed: refused before anything is opened or read. */
+  refuseUnverified(images: ImageFile[], allow = this.allowUnverified): void {
+    refuseUnhashed(this.name, this.metadata.version, images, allow);
   }
 
   /** One partition by selector: 'root', 'esp', '/var', '3', an image path. */
@@ -221,8 +247,9 @@ export class CosiImage {
   }
 
   /** Where an image's bytes are, checked against the archive's size, and how to stream them. */
-  private async where(image: ImageFile, opts: PumpOptions): Promise<[Located, ImageStreamOptions]> {
-    const at = await this.locator.locate(image.path, image.compressedSize);
+  private where(image: ImageFile, opts: PumpOptions): [Located, ImageStreamOptions] {
+    this.refuseUnverified([image], opts.allowUnverified ?? this.allowUnverified);
+    const at = this.locator.locate(image.path, image.compressedSize);
     const total = this.archive.size;
     if (at.dataOffset + at.size > total) {
       throw new CosiError('COSI_ERR_TRUNCATED', `${this.name} is truncated: ${image.path} needs bytes up to ${at.dataOffset + at.size}, the file has ${total}`);
@@ -233,7 +260,6 @@ export class CosiImage {
       {
         maxWindowLog: this.maxWindowLog,
         onCompressed: progress ? (n) => progress.compressed(image.path, n) : undefined,
-        relocate: () => this.locator.mispredicted(image.path, image.compressedSize),
       },
     ];
   }
@@ -243,7 +269,7 @@ export class CosiImage {
    * when the bytes do not match the metadata's SHA-384 or size.
    */
   async stream(image: ImageFile, opts: PumpOptions = {}): Promise<ImageStream> {
-    const [at, o] = await this.where(image, opts);
+    const [at, o] = this.where(image, opts);
     return openImageStream(this.source, image, at, o);
   }
 
@@ -263,7 +289,7 @@ export class CosiImage {
       }
       return;
     }
-    const [at, o] = await this.where(image, opts);
+    const [at, o] = this.where(image, opts);
     // Made before the request, so a sink that cannot be made leaves no response open.
     // The compressed chunks go from the source through the hash tap into the decoder and nowhere else.
     const base = { maxWindowLog: this.maxWindowLog, expectedSize: image.uncompressedSize, releaseInput: true };
@@ -271,10 +297,7 @@ export class CosiImage {
     const decoder = target && sink.wrote
       ? createZstdSink({ ...base, target, onWritten: (r) => sink.wrote!(r) })
       : createZstdSink({ ...base, onData: (b) => sink.put(b) });
-    const c = await openCompressed(this.source, image, at, o).catch((err: unknown) => {
-      decoder.destroy();
-      throw err;
-    });
+    const c = openCompressed(this.source, image, at, o);
     try {
       await pipeline(c.raw, c.tap, decoder);
     } catch (err) {
@@ -284,19 +307,24 @@ export class CosiImage {
     }
   }
 
-  /** Every image's hash and size checked, nothing written. */
-  async verify(opts: { jobs?: number; /** --jobs as given (lifts the memory budget) */ jobsGiven?: number; progress?: Progress } = {}): Promise<Array<{ path: string; compressedSize: number; uncompressedSize: number; sha384?: string }>> {
+  /**
+   * Every image decoded and its size checked, and its SHA-384 where it has
+   * one; nothing written. An image without a SHA-384 (COSI 1.0) is checked
+   * as far as it can be and reported with `verified: false`: the caller
+   * decides what that means (cosi-fetch verify fails without --allow-unverified).
+   */
+  async verify(opts: { jobs?: number; /** --jobs as given (lifts the memory budget) */ jobsGiven?: number; progress?: Progress } = {}): Promise<VerifiedImage[]> {
     const images = allImageFiles(this.metadata);
     return pool(images, opts.jobs ?? 2, async (image) => {
       opts.progress?.begin({ path: image.path, label: image.path, total: image.uncompressedSize, compressedTotal: image.compressedSize });
       let ok = false;
       try {
-        await this.pump(image, countingSink((n) => opts.progress?.written(image.path, n)), opts);
+        await this.pump(image, countingSink((n) => opts.progress?.written(image.path, n)), { ...opts, allowUnverified: true });
         ok = true;
       } finally {
         opts.progress?.end(image.path, ok);
       }
-      return { path: image.path, compressedSize: image.compressedSize, uncompressedSize: image.uncompressedSize, sha384: image.sha384 };
+      return { path: image.path, compressedSize: image.compressedSize, uncompressedSize: image.uncompressedSize, sha384: image.sha384, verified: image.sha384 !== undefined };
     }, this.decodeBudget(opts.jobsGiven));
   }
 
@@ -329,25 +357,6 @@ export function countingSink(onBytes?: (n: number) => void): Writable & ChunkSin
     },
   });
   return Object.assign(w, { put: (chunk: Buffer) => void onBytes?.(chunk.length), [CHUNK_SINK]: true as const });
-}
-
-async function collect(s: ImageStream, src: ByteSource, image: ImageFile): Promise<Buffer> {
-  if (image.uncompressedSize > 64 << 20) throw new CosiError('COSI_ERR_INVALID', `${image.path}: ${image.uncompressedSize} bytes is too large for a GPT region`);
-  const parts: Buffer[] = [];
-  try {
-    await pipeline(
-      s.readable,
-      new Writable({
-        write(chunk: Buffer, _e, cb) {
-          parts.push(chunk);
-          cb();
-        },
-      }),
-    );
-  } catch (err) {
-    throw await explainFailure(src, image, s, err);
-  }
-  return Buffer.concat(parts);
 }
 
 /** Open a COSI image by URL or path (the library's entry point). */

@@ -7,7 +7,7 @@
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { constants } from 'node:fs';
+import { constants, unlinkSync } from 'node:fs';
 import { open, readFile, readdir, realpath, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { promisify } from 'node:util';
@@ -29,6 +29,39 @@ export interface Target {
   sectorSize?: number;
   /** Flushes along the way; every writer into fh reports to it. */
   behind: WriteBehind;
+  /** A working file of ours (a partition grown beside a disk), never the user's output. */
+  scratch?: boolean;
+}
+
+/**
+ * Targets opened and not yet committed or aborted: what an interrupt
+ * (SIGINT, SIGTERM, SIGHUP) must clean up, since no finally block runs then.
+ */
+const live = new Set<Target>();
+
+/** The targets being written now, oldest first. */
+export function liveTargets(): Target[] {
+  return [...live];
+}
+
+/**
+ * For a signal handler, which may not wait: unlink every temporary file
+ * being written (the fds stay valid for whoever still writes into them, and
+ * the space is freed when the process exits). Devices are left as they are.
+ * Returns the targets that were being written.
+ */
+export function removeTemporariesSync(): Target[] {
+  const targets = liveTargets();
+  for (const t of targets) {
+    if (t.kind !== 'file') continue;
+    try {
+      unlinkSync(t.writePath);
+    } catch {
+      // Already gone (committed or aborted a moment ago).
+    }
+  }
+  live.clear();
+  return targets;
 }
 
 function ioError(what: string, err: unknown): CosiError {
@@ -153,6 +186,8 @@ export interface OpenTargetOptions {
   size: number;
   /** Refuse a device whose logical sector size differs (whole-disk writes). */
   lbaSize?: number;
+  /** A working file of ours, not the user's output (see Target.scratch). */
+  scratch?: boolean;
 }
 
 export async function openTarget(path: string, opts: OpenTargetOptions): Promise<Target> {
@@ -177,7 +212,9 @@ export async function openTarget(path: string, opts: OpenTargetOptions): Promise
       if (code === 'EBUSY') throw new CosiError('COSI_ERR_DEVICE', `refusing to write ${path}: the kernel says it is busy (mounted or in use)`);
       throw ioError(`cannot open ${path}`, err);
     }
-    return { kind: 'device', path, writePath: path, fh, size, sectorSize: ss, behind: new WriteBehind(fh, path) };
+    const t: Target = { kind: 'device', path, writePath: path, fh, size, sectorSize: ss, behind: new WriteBehind(fh, path) };
+    live.add(t);
+    return t;
   }
   if (st && !st.isFile()) throw new CosiError('COSI_ERR_USAGE', `${path} is neither a regular file nor a block device`);
   // 'out/' names a directory: without this, the rename onto it would fail only after the whole download.
@@ -189,14 +226,18 @@ export async function openTarget(path: string, opts: OpenTargetOptions): Promise
   } catch (err) {
     throw ioError(`cannot create ${tmp}`, err);
   }
+  const t: Target = { kind: 'file', path, writePath: tmp, fh, size: opts.size, behind: new WriteBehind(fh, tmp), scratch: opts.scratch };
+  // Known from the moment it exists: an interrupt from here on removes it.
+  live.add(t);
   try {
     await fh.truncate(opts.size);
   } catch (err) {
+    live.delete(t);
     await fh.close().catch(() => undefined);
     await unlink(tmp).catch(() => undefined);
     throw ioError(`cannot size ${tmp} to ${opts.size} bytes`, err);
   }
-  return { kind: 'file', path, writePath: tmp, fh, size: opts.size, behind: new WriteBehind(fh, tmp) };
+  return t;
 }
 
 /** Persist the bytes written so far (ordering point for "primary GPT last"). */
@@ -217,12 +258,15 @@ export async function commitTarget(t: Target): Promise<void> {
   } catch (err) {
     throw ioError(`close ${t.writePath}`, err);
   }
+  if (t.kind !== 'file') live.delete(t);
   if (t.kind === 'file') {
     try {
       await rename(t.writePath, t.path);
     } catch (err) {
       await unlink(t.writePath).catch(() => undefined);
       throw ioError(`cannot rename ${t.writePath} to ${t.path}`, err);
+    } finally {
+      live.delete(t);
     }
     // The rename itself must reach the disk too.
     const dir = await open(dirname(t.path), 'r').catch(() => undefined);
@@ -236,6 +280,7 @@ export async function abortTarget(t: Target): Promise<void> {
   await t.behind.idle();
   await t.fh.close().catch(() => undefined);
   if (t.kind === 'file') await unlink(t.writePath).catch(() => undefined);
+  live.delete(t);
 }
 
 /** Ask the kernel to re-read a device's partition table; a failure is a warning, not an error. */

@@ -6,21 +6,28 @@
  *
  * Images go through the same checks as the ranged path: SHA-384 over the
  * compressed bytes, a size-capped zstd decode, and the hash compared before
- * the stream ends.
+ * the stream ends. The archive is held to the same rules too, as far as a
+ * front-to-back reader can: the metadata rules before any image, the GPT
+ * rules before any partition, and the tar rules (duplicate members, order)
+ * once the pass reaches the end of the archive, before the caller commits.
  */
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import type { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type * as tar from 'tar-stream';
-import { hasMarker, sniff } from '../shared/format/archive.js';
+import { hasMarker, sniff, startsLikeCosi } from '../shared/format/archive.js';
 import { windowLogOf } from '../shared/format/check.js';
 import { CosiError } from '../shared/errors.js';
 import { parseGpt, type Gpt } from '../shared/disk/gpt.js';
 import type { HttpSource } from '../shared/transport/http/source.js';
-import { MAX_METADATA_BYTES, parseMetadata, primaryGptRegion, type CosiMetadata, type ImageFile } from '../shared/format/metadata.js';
+import { MAX_METADATA_BYTES, metadataTooLarge, parseMetadata, primaryGptRegion, type CosiMetadata, type ImageFile } from '../shared/format/metadata.js';
+import { refuseInvalid } from '../shared/format/check.js';
+import type { TarEntry, TarEntryType } from '../shared/format/tar.js';
+import { validateCosi, type ValidateInput } from '../shared/format/validate.js';
 import { createZstdDecoder } from '../shared/zstd/index.js';
 import { HashTap } from './image-stream.js';
+import { assertPinned } from './image.js';
 
 export interface SequentialHandlers {
   /** metadata.json has passed (raw bytes hashed, parsed); throw to stop before any image. */
@@ -30,8 +37,25 @@ export interface SequentialHandlers {
   /** Where an image's decoded bytes go; undefined to skip it. */
   sinkFor(image: ImageFile): Writable | undefined | Promise<Writable | undefined>;
   onCompressed?(image: ImageFile, n: number): void;
-  /** True once nothing more is wanted: the transfer stops early. */
+  /** True once nothing more is wanted: the transfer stops early, and the tar rules go unchecked. */
   done?(): boolean;
+  /** One line per rule the archive breaks without being refused (each once). */
+  onWarning?(line: string): void;
+}
+
+export interface SequentialOptions {
+  /** Refuse a metadata.json larger than this before reading it (default 4 MiB). */
+  maxMetadataBytes?: number;
+  /** Refuse the archive unless metadata.json has this SHA-384 (lower-case hex). */
+  metadataSha384?: string;
+}
+
+const TYPES: Readonly<Record<string, TarEntryType>> = { file: 'file', 'contiguous-file': 'file', directory: 'directory', symlink: 'symlink', link: 'hardlink' };
+
+/** What the tar rules need of an entry tar-stream has passed (offsets are not known here, nor needed). */
+function entryOf(header: tar.Header, at: number): TarEntry {
+  const type = TYPES[header.type ?? 'file'] ?? 'other';
+  return { name: header.name, type, typeflag: '', headerOffset: at, ustarOffset: at, dataOffset: at, size: header.size ?? 0, mode: header.mode ?? 0, mtime: 0 };
 }
 
 /** 'drain', or the extract going away: once() alone would wait forever on a destroyed stream. */
@@ -47,13 +71,14 @@ function drainedOrClosed(extract: tar.Extract): Promise<void> {
   });
 }
 
-async function feed(body: Readable, extract: tar.Extract): Promise<void> {
+async function feed(body: Readable, extract: tar.Extract, start: { marker: boolean }): Promise<void> {
   let first = true;
   for await (const chunk of body) {
     const b = chunk as Buffer;
     if (first) {
       first = false;
-      if (!hasMarker(b) && !(b.length >= 262 && b.toString('latin1', 257, 262) === 'ustar')) {
+      start.marker = hasMarker(b);
+      if (!startsLikeCosi(b)) {
         throw new CosiError('COSI_ERR_NOT_COSI', `not a COSI file (${sniff(b)})`);
       }
     }
@@ -76,12 +101,23 @@ async function readAll(entry: AsyncIterable<Buffer>, limit: number, what: string
 }
 
 /** One front-to-back pass. Returns what was seen; images are delivered through `handlers`. */
-export async function sequentialPass(src: HttpSource, handlers: SequentialHandlers): Promise<{ metadata: CosiMetadata; gpt?: Gpt }> {
+export async function sequentialPass(src: HttpSource, handlers: SequentialHandlers, opts: SequentialOptions = {}): Promise<{ metadata: CosiMetadata; gpt?: Gpt }> {
+  const maxMetadataBytes = opts.maxMetadataBytes ?? MAX_METADATA_BYTES;
+  const warned = new Set<string>();
+  // Refuses on errors, as the ranged path does; warnings once each.
+  const judge = (input: ValidateInput): void => {
+    for (const w of refuseInvalid(src.name, validateCosi(input, { reader: true }))) {
+      if (!warned.has(w.message)) handlers.onWarning?.(w.message);
+      warned.add(w.message);
+    }
+  };
+  const entries: TarEntry[] = [];
   // Loaded here: only a server without Range support needs it (20 ms of every start otherwise).
   const { default: tarStream } = await import('tar-stream');
   const { body } = await src.openFull();
   const extract = tarStream.extract();
-  const feeding = feed(body, extract).catch((err: unknown) => {
+  const start = { marker: false };
+  const feeding = feed(body, extract, start).catch((err: unknown) => {
     extract.destroy(err as Error);
     throw err;
   });
@@ -93,6 +129,12 @@ export async function sequentialPass(src: HttpSource, handlers: SequentialHandle
     for await (const entry of extract) {
       const name = entry.header.name;
       const at = index++;
+      entries.push(entryOf(entry.header, at));
+      // A second member of a name is refused as it passes: a reader that took the last one would write other bytes.
+      if (metadata && entries.some((e, i) => i < at && e.name === name)) {
+        const dupes = validateCosi({ metadata, entries }, { reader: true }).errors.filter((i) => i.rule === 'tar-path-unique');
+        refuseInvalid(src.name, { valid: false, errors: dupes, warnings: [] });
+      }
       if (at === 0) {
         if (name !== 'cosi-marker') throw new CosiError('COSI_ERR_NOT_COSI', `${src.name}: first tar entry is ${name}, not cosi-marker`);
         entry.resume();
@@ -100,9 +142,17 @@ export async function sequentialPass(src: HttpSource, handlers: SequentialHandle
       }
       if (at === 1) {
         if (name !== 'metadata.json') throw new CosiError('COSI_ERR_NOT_COSI', `${src.name}: second tar entry must be metadata.json, found ${name}`);
-        const bytes = await readAll(entry as unknown as AsyncIterable<Buffer>, MAX_METADATA_BYTES, 'metadata.json');
-        metadata = parseMetadata(bytes);
-        await handlers.onMetadata(metadata, createHash('sha384').update(bytes).digest('hex'));
+        if ((entry.header.size ?? 0) > maxMetadataBytes) throw metadataTooLarge(`${src.name}: `, entry.header.size!, maxMetadataBytes);
+        const bytes = await readAll(entry as unknown as AsyncIterable<Buffer>, maxMetadataBytes, 'metadata.json');
+        metadata = parseMetadata(bytes, maxMetadataBytes);
+        const sha = createHash('sha384').update(bytes).digest('hex');
+        // The pin before the rules: another image is refused as that, not as invalid.
+        assertPinned(src.name, opts.metadataSha384, sha);
+        if (!start.marker) {
+          throw new CosiError('COSI_ERR_INVALID', `${src.name}: not a valid COSI archive: tar[0]: the first 11 bytes of the file must be "cosi-marker" (an extension header comes first)`);
+        }
+        judge({ metadata });
+        await handlers.onMetadata(metadata, sha);
         for (const r of metadata.disk?.gptRegions ?? []) byPath.set(r.image.path, r.image);
         for (const f of metadata.images) {
           if (!byPath.has(f.image.path)) byPath.set(f.image.path, f.image);
@@ -129,7 +179,8 @@ export async function sequentialPass(src: HttpSource, handlers: SequentialHandle
             for await (const c of s) parts.push(c);
           });
           const primary = Buffer.concat(parts);
-          gpt = parseGpt(primary, { lbaSize: metadata!.disk?.lbaSize === 4096 ? 4096 : 512 });
+          gpt = parseGpt(primary);
+          judge({ metadata: metadata!, gpt });
           await handlers.onGpt?.(gpt, primary);
         } else {
           await pipeline(entry as unknown as AsyncIterable<Buffer>, tap, decoder, sink!);
@@ -138,7 +189,11 @@ export async function sequentialPass(src: HttpSource, handlers: SequentialHandle
       if (handlers.done?.()) break;
     }
     if (!metadata) throw new CosiError('COSI_ERR_TRUNCATED', `${src.name}: archive ends before metadata.json`);
-    if (!handlers.done?.()) await feeding;
+    if (!handlers.done?.()) {
+      await feeding;
+      // The whole index has passed: now the tar rules too.
+      judge({ metadata, entries, gpt });
+    }
     return { metadata, gpt };
   } catch (err) {
     // The feeder's error (not COSI, connection lost) explains a failed extract better than the extract does.

@@ -11,7 +11,7 @@
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { open, unlink, type FileHandle } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { CosiError } from '../shared/errors.js';
@@ -63,6 +63,8 @@ export interface PartitionResult {
   uncompressedSize: number;
   partitionSize?: number;
   sha384?: string;
+  /** False when the image has no SHA-384 (COSI 1.0, written with allowUnverified): only its size and zstd stream were checked. */
+  verified: boolean;
   shrunk: boolean;
   grown: boolean;
   /** Bytes skipped as holes (sparse file outputs). */
@@ -85,6 +87,7 @@ function describe(p: PartitionInfo, output: string, outputKind: 'file' | 'device
     uncompressedSize: p.image.uncompressedSize,
     partitionSize,
     sha384: p.image.sha384,
+    verified: p.image.sha384 !== undefined,
   };
 }
 
@@ -208,6 +211,7 @@ function growsHere(p: PartitionInfo, opts: WriteOptions, warn: ((line: string) =
 /** One partition to a regular file (temp name, renamed when good) or a block device (in place). */
 export async function writePartition(img: CosiImage, p: PartitionInfo, outPath: string, opts: WriteOptions = {}): Promise<PartitionResult> {
   checkFits(p);
+  img.refuseUnverified([p.image]);
   const started = Date.now();
   const t = await openTarget(outPath, { size: p.image.uncompressedSize });
   const progress = opts.progress;
@@ -267,6 +271,7 @@ export async function writeDisk(img: CosiImage, outPath: string, opts: WriteOpti
     if (!p.gptPartition) throw new CosiError('COSI_ERR_INVALID', `${p.path}: region #${p.number} has no entry in the primary GPT`);
     checkFits(p);
   }
+  img.refuseUnverified(placed.map((p) => p.image));
   const warnings: string[] = [];
   const warn = (s: string): void => {
     warnings.push(s);
@@ -292,7 +297,7 @@ export async function writeDisk(img: CosiImage, outPath: string, opts: WriteOpti
         let verified = false;
         if (growHere && t.kind === 'file') {
           // resize2fs cannot work on a slice of a file (it truncates the file), so grow in a side file.
-          const side = await openTarget(join(dirname(outPath), `.${basename(outPath)}.part${p.number}`), { size: p.image.uncompressedSize });
+          const side = await openTarget(join(dirname(outPath), `.${basename(outPath)}.part${p.number}`), { size: p.image.uncompressedSize, scratch: true });
           try {
             // A scratch file, deleted after the copy below: nothing to write behind.
             const w = imageWriter(side.fh, 0, p, { sparse: true, limit: p.image.uncompressedSize }, opts);
@@ -308,8 +313,7 @@ export async function writeDisk(img: CosiImage, outPath: string, opts: WriteOpti
             await copyInto(side.writePath, gp.size, t.fh, gp.offset, true, p.path);
             holes = w.holes;
           } finally {
-            await side.fh.close().catch(() => undefined);
-            await unlink(side.writePath).catch(() => undefined);
+            await abortTarget(side);
           }
         } else {
           const w = imageWriter(t.fh, gp.offset, p, { behind: t.behind, sparse, limit: gp.size }, opts);

@@ -6,7 +6,8 @@
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { CosiError } from '../shared/errors.js';
-import { parseCli } from '../shared/cli/args.js';
+import { parseCli, sizeOption } from '../shared/cli/args.js';
+import { MAX_METADATA_BYTES, METADATA_SIZE_OPTION } from '../shared/format/metadata.js';
 import { parseRemoteSpec, type RemoteSpec } from './catalog/remote-spec.js';
 
 export interface ServerConfig {
@@ -31,6 +32,8 @@ export interface ServerConfig {
   maxOpenFiles: number;
   /** Connections served at once; past it, 503 with Retry-After. Undefined: 1024, or less if the open-file limit is lower. */
   maxConnections?: number;
+  /** A larger metadata.json makes its archive invalid before it is read (--max-metadata-size). */
+  maxMetadataBytes: number;
   headersTimeoutMs: number;
   requestTimeoutMs: number;
   /** A connection with no traffic this long is closed: a client that stops reading must not hold a file handle forever. */
@@ -76,6 +79,7 @@ export function defaultConfig(env: NodeJS.ProcessEnv = process.env): ServerConfi
     maxRanges: 16,
     maxDecompressions: 4,
     maxOpenFiles: 512,
+    maxMetadataBytes: MAX_METADATA_BYTES,
     headersTimeoutMs: 30_000,
     requestTimeoutMs: 300_000,
     idleTimeoutMs: 120_000,
@@ -106,6 +110,7 @@ options (each also read from the environment variable shown):
   --max-decompress N       concurrent ?decompress=1 streams (4)  COSI_MAX_DECOMPRESS
   --max-open-files N       open archive handles (512)            COSI_MAX_OPEN_FILES
   --max-connections N      connections at once, then 503 (1024)  COSI_MAX_CONNECTIONS
+  --max-metadata-size N    larger metadata.json is invalid (4M)  COSI_MAX_METADATA_SIZE
   --headers-timeout SEC    time to receive request headers (30)  COSI_HEADERS_TIMEOUT
   --request-timeout SEC    time to receive a request (300)       COSI_REQUEST_TIMEOUT
   --idle-timeout SEC       close stalled connections after (120) COSI_IDLE_TIMEOUT
@@ -133,7 +138,7 @@ const SWITCH = { type: 'boolean' } as const;
 const FLAGS = {
   root: VALUE, host: VALUE, port: VALUE, rescan: VALUE, 'no-watch': SWITCH, verify: SWITCH,
   'token-file': VALUE, 'tls-cert': VALUE, 'tls-key': VALUE,
-  'max-ranges': VALUE, 'max-decompress': VALUE, 'max-open-files': VALUE, 'max-connections': VALUE,
+  'max-ranges': VALUE, 'max-decompress': VALUE, 'max-open-files': VALUE, 'max-connections': VALUE, 'max-metadata-size': VALUE,
   'headers-timeout': VALUE, 'request-timeout': VALUE, 'idle-timeout': VALUE, 'shutdown-grace': VALUE,
   'cache-dir': VALUE, remote: { type: 'string', multiple: true }, 'remote-list': VALUE, redirect: SWITCH, 'public-url': VALUE,
   'ipxe-kernel': VALUE, 'ipxe-initrd': VALUE, 'ipxe-cmdline': VALUE, 'ipxe-disk': VALUE, 'netboot-dir': VALUE,
@@ -211,6 +216,7 @@ export function parseConfig(args: string[], env: NodeJS.ProcessEnv = process.env
   s('max-decompress', (v) => (c.maxDecompressions = int('max-decompress', v, 0, 1000)));
   s('max-open-files', (v) => (c.maxOpenFiles = int('max-open-files', v, 1, 1_000_000)));
   s('max-connections', (v) => (c.maxConnections = int('max-connections', v, 1, 1_000_000)));
+  s('max-metadata-size', (v) => (c.maxMetadataBytes = sizeOption('max-metadata-size', v, METADATA_SIZE_OPTION.min, METADATA_SIZE_OPTION.max)!));
   s('headers-timeout', (v) => (c.headersTimeoutMs = num('headers-timeout', v, 1, 3600) * 1000));
   s('request-timeout', (v) => (c.requestTimeoutMs = num('request-timeout', v, 1, 86_400) * 1000));
   s('idle-timeout', (v) => (c.idleTimeoutMs = num('idle-timeout', v, 1, 86_400) * 1000));

@@ -59,7 +59,7 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
   const root = config.root ?? (hasRemotes ? '' : await ensureSampleCatalog(config.cacheDir, log));
   const metrics = new Metrics();
   const eventLog = log && ((e: Record<string, unknown>) => log({ time: new Date().toISOString(), ...e }));
-  const remote = hasRemotes ? new RemoteCatalog({ specs: config.remotes, listFile: config.remoteList, metrics, log: eventLog }) : undefined;
+  const remote = hasRemotes ? new RemoteCatalog({ specs: config.remotes, listFile: config.remoteList, maxMetadataBytes: config.maxMetadataBytes, metrics, log: eventLog }) : undefined;
   const catalog = new Catalog({
     root,
     remote,
@@ -68,6 +68,7 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
     verify: config.verify,
     maxOpenFiles: config.maxOpenFiles,
     indexCacheEntries: config.indexCacheEntries,
+    maxMetadataBytes: config.maxMetadataBytes,
     metrics,
     log: eventLog,
   });

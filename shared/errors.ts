@@ -30,6 +30,8 @@ const CODES = {
   COSI_ERR_SOURCE_CHANGED: 'integrity',
   COSI_ERR_TRUNCATED: 'integrity',
   COSI_ERR_VERIFY_AFTER: 'integrity',
+  /** An image without a SHA-384: required since COSI 1.1, and for 1.0 written only when allowed. */
+  COSI_ERR_UNVERIFIED: 'integrity',
   COSI_ERR_NOT_COSI: 'format',
   COSI_ERR_TAR: 'format',
   COSI_ERR_METADATA: 'format',

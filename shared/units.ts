@@ -34,3 +34,18 @@ export function formatRatio(compressed: number, uncompressed: number): string {
   while (digits > 0 && Number(f.toFixed(digits)) >= 10 ** (3 - digits)) digits--;
   return `${f.toFixed(digits)}x`;
 }
+
+const FACTORS: Readonly<Record<string, number>> = { '': 1, b: 1, k: 1024, kib: 1024, m: 1024 ** 2, mib: 1024 ** 2, g: 1024 ** 3, gib: 1024 ** 3 };
+
+/**
+ * A byte count as people type it: '4194304', '4M', '4MiB', '512k' (binary
+ * units, any case). Undefined when it is not one, or not a whole number of bytes.
+ */
+export function parseByteSize(text: string): number | undefined {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(text);
+  if (!m) return undefined;
+  const factor = FACTORS[m[2]!.toLowerCase()];
+  if (factor === undefined) return undefined;
+  const n = Number(m[1]) * factor;
+  return Number.isSafeInteger(n) ? n : undefined;
+}

@@ -11,7 +11,7 @@ import { mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { open as open_ } from '../client/index.js';
 import { startServer, type RunningServer as ServerRunning } from '../server/server.js';
-import { PACK_CLI, REPO, sameBytes, sh } from './fixtures.js';
+import { PACK_CLI, pythonTarOffsets, REPO, sameBytes, sh } from './fixtures.js';
 import { http, tempCatalog } from './server-helpers.js';
 
 export const FETCH_CLI = join(REPO, 'dist', 'client', 'cli.js');
@@ -23,8 +23,17 @@ export interface CliResult {
 }
 
 export function runFetch(args: string[], opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<CliResult> {
+  return runBin(FETCH_CLI, args, opts);
+}
+
+/** The real cosi-pack bin (cosi-pack validate, for one). */
+export function runPack(args: string[], opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<CliResult> {
+  return runBin(PACK_CLI, args, opts);
+}
+
+function runBin(bin: string, args: string[], opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv }): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [FETCH_CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
+    const child = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -36,6 +45,31 @@ export function runFetch(args: string[], opts: { timeoutMs?: number; env?: NodeJ
       resolve({ code: code ?? (signal ? 128 : -1), stdout, stderr });
     });
   });
+}
+
+/** The opening read (DEFAULT_HEAD_BYTES), and what each later read of the tar walk brings: a header and the 16 KiB after it. */
+export const HEAD_READ = 64 * 1024;
+export const WALK_READ = 512 + 16 * 1024;
+
+/**
+ * Reads (requests, over HTTP) cosi-fetch needs to open `cosi`: the head, then
+ * one per tar header, end-of-archive marker included, that no earlier read
+ * covered. Worked out from Python's tarfile offsets, not from our walker.
+ */
+export async function openReads(cosi: string): Promise<number> {
+  const members = await pythonTarOffsets(cosi);
+  const total = (await stat(cosi)).size;
+  const last = members[members.length - 1]!;
+  const end = last.offsetData + Math.ceil(last.size / 512) * 512;
+  const pieces: Array<[number, number]> = [[0, Math.min(HEAD_READ, total)]];
+  const need = (from: number, to: number) => {
+    if (pieces.some(([a, b]) => from >= a && Math.min(to, total) <= b)) return;
+    pieces.push([from, Math.min(from + WALK_READ, total)]);
+  };
+  // marker and metadata.json come with the head; every later header block, then the two zero blocks.
+  for (const m of members.slice(2)) need(m.offset, m.offsetData);
+  need(end, end + 1024);
+  return pieces.length;
 }
 
 /** Files in a directory other than the expected ones (leftover temporaries show up here). */

@@ -111,13 +111,16 @@ test('the reference samples are valid, without warnings', { skip: needsReference
 
 test('a 1.0 document without osPackages, bootloader, sha384, disk or compression is valid', () => {
   assertValid(validateCosi({ metadata: doc10() }));
-  // osPackages without release/arch is fine in 1.0, and bootloader/disk/compression are unknown fields there.
+  // osPackages without release/arch is fine in 1.0; bootloader/disk/compression make the version wrong, not the fields.
   const d = doc10();
   d.osPackages = [{ name: 'bash', version: '5' }];
+  assertValid(validateCosi({ metadata: d }));
   d.bootloader = 'whatever';
   d.disk = 42;
   d.compression = { maxWindowLog: 'huge' };
-  assertValid(validateCosi({ metadata: d }));
+  const later = validateCosi({ metadata: d });
+  assertIssue(later, 'version-too-old', 'version');
+  assert.equal(later.errors.length, 1, errorsOf(later));
   d.osPackages[0].release = 7;
   assertIssue(validateCosi({ metadata: d }), 'type', 'osPackages[0].release');
 });
@@ -125,9 +128,10 @@ test('a 1.0 document without osPackages, bootloader, sha384, disk or compression
 test('a 1.1 document without disk or compression is valid; 1.1 requires what 1.0 did not', () => {
   assertValid(validateCosi({ metadata: doc11() }));
   const d = doc11();
-  d.disk = { size: 'x' };
   d.compression = null;
   assertValid(validateCosi({ metadata: d }));
+  d.disk = { size: 'x' };
+  assertIssue(validateCosi({ metadata: d }), 'version-too-old', 'version');
 
   const cases: [(d: Json) => void, string][] = [
     [(d) => delete d.osPackages, 'osPackages'],
@@ -626,7 +630,7 @@ test('parseMetadata: rejects what cannot be typed, with one clear line', () => {
   assertMetadataError(() => parseMetadata(enc('{"version":"1.2","images":[],"disk":{"gptRegions":[5]}}')), /disk\.gptRegions\[0\] must be an object/);
   assertMetadataError(() => parseMetadata(enc('{"version":"1.2","images":[],"disk":[]}')), /disk must be an object/);
   assertMetadataError(() => parseMetadata(enc('{"version":"1.2","images":[],"bootloader":{"systemdBoot":{"entries":{}}}}')), /entries must be an array/);
-  assertMetadataError(() => parseMetadata(new Uint8Array(MAX_METADATA_BYTES + 1)), /over the 67108864-byte limit/);
+  assertMetadataError(() => parseMetadata(new Uint8Array(MAX_METADATA_BYTES + 1)), /over the 4\.0 MiB limit for metadata; .* --max-metadata-size/);
 });
 
 test('normalizeArch: case-insensitive with aliases', () => {

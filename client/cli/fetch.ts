@@ -7,13 +7,14 @@ import { join } from 'node:path';
 import { CosiError } from '../../shared/errors.js';
 import { listPartitions, type PartitionInfo } from '../../shared/format/metadata.js';
 import { selectPartition } from '../../shared/format/select.js';
-import { CosiImage, pool } from '../image.js';
+import { refuseUnhashed } from '../../shared/format/check.js';
+import { pool } from '../image.js';
 import { abortTarget, commitTarget, isDirectory, openTarget, type Target } from '../output.js';
 import { RangeWriter } from '../range-writer.js';
 import { defaultFileName, labelOf, writeDisk, writePartition, type PartitionResult } from '../write.js';
 import { orWithoutRange, withWholeArchive } from './no-range.js';
 import { PROG, type Common, type WriteChoices } from './options.js';
-import { human, print, summaryBase } from './report.js';
+import { human, openImage, print, summaryBase, unverifiedNote } from './report.js';
 
 /** -o for each selected partition: a directory gets default names, a single output may be a file or device. */
 async function outputPaths(parts: PartitionInfo[], all: PartitionInfo[], output: string | undefined): Promise<string[]> {
@@ -38,12 +39,14 @@ function uniqueSelection(parts: PartitionInfo[], selectors: string[]): Partition
 export async function fetchPartitions(url: string, selectors: string[], output: string | undefined, v: WriteChoices, c: Common): Promise<void> {
   const started = Date.now();
   const img = await orWithoutRange(
-    () => CosiImage.open(url, c.open),
+    () => openImage(url, c),
     async () => void (await sequentialFetch(url, selectors, output, v, c, started)),
   );
   if (!img) return;
   try {
     const chosen = uniqueSelection(img.partitions, selectors);
+    // Before any output is opened: an image no hash vouches for needs --allow-unverified.
+    img.refuseUnverified(chosen.map((p) => p.image));
     const outs = await outputPaths(chosen, img.partitions, output);
     const results = await pool(chosen, c.jobs, (p, i) => writePartition(img, p, outs[i]!, { ...v, progress: c.progress, warn: c.warn, syncWrites: true }), img.decodeBudget(c.jobsGiven));
     c.progress.close();
@@ -58,18 +61,21 @@ function report(results: PartitionResult[], metadataSha384: string, base: Return
   for (const r of results) {
     if (r.shrunk && !r.grown) c.warn(`${r.label} (${r.path}): the filesystem image (${r.uncompressedSize} bytes) is smaller than its partition (${r.partitionSize} bytes); use --grow to fill it`);
   }
+  const unverified = results.filter((r) => !r.verified).map((r) => r.path);
+  if (unverified.length > 0) c.warn(unverifiedNote(unverified));
   if (c.json) {
-    print({ mode: 'partition', ...base, metadataSha384, ...extra, partitions: results });
+    print({ mode: 'partition', ...base, metadataSha384, ...extra, unverified, partitions: results });
   } else if (!c.quiet) {
     for (const r of results) {
-      process.stderr.write(`${PROG}: ${r.label}: ${human(r.uncompressedSize)} written to ${r.output}${r.grown ? ' (grown)' : ''}${r.verifiedAfter ? ' (verified after)' : ''}\n`);
+      const notes = `${r.grown ? ' (grown)' : ''}${r.verifiedAfter ? ' (verified after)' : ''}${r.verified ? '' : ' (NOT verified: no SHA-384)'}`;
+      process.stderr.write(`${PROG}: ${r.label}: ${human(r.uncompressedSize)} written to ${r.output}${notes}\n`);
     }
   }
 }
 
 /** No Range: one pass over the whole archive, taking the partitions as they pass. */
 async function sequentialFetch(url: string, selectors: string[], output: string | undefined, v: WriteChoices, c: Common, started: number): Promise<void> {
-  c.warn(`${url}: the server does not support Range requests; downloading the whole archive to take ${selectors.length === 1 ? 'one partition' : 'the partitions'} from it (more bandwidth than needed)`);
+  c.warn(`${url}: the server does not support Range requests; downloading the whole archive to take ${selectors.length === 1 ? 'one partition' : 'the partitions'} from it and check its tar index (more bandwidth than needed)`);
   if (v.grow || v.verifyAfter) c.warn('--grow and --verify-after are not available without Range support; skipped');
   await withWholeArchive(url, c.open, async (src, pass) => {
     const targets = new Map<string, { t: Target; w: RangeWriter; p: PartitionInfo }>();
@@ -83,8 +89,10 @@ async function sequentialFetch(url: string, selectors: string[], output: string 
           metaSha = sha;
           all = listPartitions(meta);
           chosen = uniqueSelection(all, selectors);
+          refuseUnhashed(src.name, meta.version, chosen.map((p) => p.image), c.open.allowUnverified ?? false);
           outs = await outputPaths(chosen, all, output);
         },
+        onWarning: c.warn,
         sinkFor: async (image) => {
           const i = chosen.findIndex((p) => p.path === image.path);
           if (i < 0) return undefined;
@@ -96,7 +104,7 @@ async function sequentialFetch(url: string, selectors: string[], output: string 
           return w;
         },
         onCompressed: (image, n) => c.progress.compressed(image.path, n),
-        done: () => chosen.length > 0 && chosen.every((p) => targets.has(p.path) && targets.get(p.path)!.w.writableFinished),
+        // No early stop: a duplicate member further on must still refuse the archive before anything is committed.
       });
       const missing = chosen.filter((p) => !targets.has(p.path));
       if (missing.length > 0) throw new CosiError('COSI_ERR_INVALID', `${src.name}: the archive has no ${missing.map((p) => p.path).join(', ')}`);
@@ -107,7 +115,7 @@ async function sequentialFetch(url: string, selectors: string[], output: string 
         c.progress.end(p.path, true);
         results.push({
           path: p.path, label: labelOf(p), number: p.number, mountPoint: p.mountPoint, output: outs[i]!, outputKind: t.kind, offset: 0,
-          compressedSize: p.image.compressedSize, uncompressedSize: p.image.uncompressedSize, sha384: p.image.sha384,
+          compressedSize: p.image.compressedSize, uncompressedSize: p.image.uncompressedSize, sha384: p.image.sha384, verified: p.image.sha384 !== undefined,
           shrunk: false, grown: false, holeBytes: w.holes, verifiedAfter: false, seconds: (Date.now() - started) / 1000,
         });
       }
@@ -129,7 +137,7 @@ export async function fetchDisk(url: string, output: string | undefined, v: Writ
   if (!output) throw new CosiError('COSI_ERR_USAGE', '--disk needs -o FILE or -o DEVICE');
   const started = Date.now();
   const img = await orWithoutRange(
-    () => CosiImage.open(url, c.open),
+    () => openImage(url, c),
     async () => {
       throw new CosiError('COSI_ERR_RANGE_UNSUPPORTED', `${url}: the server does not support Range requests, which --disk needs; fetch partitions one by one instead`);
     },

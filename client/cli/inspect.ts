@@ -3,12 +3,13 @@
  * partition), as a table or as JSON; from metadata.json and the primary GPT
  * alone, read from the start of the archive when the server ignores Range.
  */
-import { listPartitions, type CosiMetadata, type PartitionInfo } from '../../shared/format/metadata.js';
+import { unhashedImages } from '../../shared/format/check.js';
+import { allImageFiles, listPartitions, type CosiMetadata, type PartitionInfo } from '../../shared/format/metadata.js';
 import type { Gpt } from '../../shared/disk/gpt.js';
-import { CosiImage, type TransferStats } from '../image.js';
+import type { TransferStats } from '../image.js';
 import { orWithoutRange, withWholeArchive } from './no-range.js';
 import type { Common } from './options.js';
-import { human, print, summaryBase } from './report.js';
+import { human, openImage, print, summaryBase } from './report.js';
 import { formatRatio } from '../../shared/units.js';
 
 type View = ReturnType<typeof inspectView>;
@@ -39,11 +40,13 @@ function inspectView(meta: CosiMetadata, metadataSha384: string, gpt: Gpt | unde
       sha384: p.image.sha384,
     })),
     gptPartitions: gpt?.partitions.length,
+    /** Images without a SHA-384 (COSI 1.0): fetching them needs --allow-unverified. */
+    unverified: unhashedImages(allImageFiles(meta)),
   };
 }
 
 async function rangedView(url: string, c: Common): Promise<{ view: View; stats: TransferStats }> {
-  const img = await CosiImage.open(url, c.open);
+  const img = await openImage(url, c);
   try {
     return { view: inspectView(img.metadata, img.metadataSha384, img.gpt, img.partitions), stats: img.stats() };
   } finally {
@@ -52,7 +55,7 @@ async function rangedView(url: string, c: Common): Promise<{ view: View; stats: 
 }
 
 async function sequentialView(url: string, c: Common): Promise<{ view: View; stats: TransferStats }> {
-  c.warn(`${url}: the server does not support Range requests; reading the archive from the start`);
+  c.warn(`${url}: the server does not support Range requests; reading the archive from the start (its metadata and GPT are checked, not its tar index)`);
   let meta: CosiMetadata | undefined;
   let sha = '';
   let gpt: Gpt | undefined;
@@ -63,6 +66,7 @@ async function sequentialView(url: string, c: Common): Promise<{ view: View; sta
         sha = s;
       },
       onGpt: (g) => void (gpt = g),
+      onWarning: c.warn,
       sinkFor: () => undefined,
       done: () => meta !== undefined && (gpt !== undefined || !meta.disk),
     });
@@ -97,6 +101,10 @@ function table(view: View): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   out.push(row(header, widths));
   for (const r of rows) out.push(row(r, widths));
+  if (view.unverified.length > 0) {
+    out.push('');
+    out.push(`NOT VERIFIABLE (no SHA-384, COSI 1.0): ${view.unverified.join(', ')}; fetching ${view.unverified.length === 1 ? 'it' : 'them'} needs --allow-unverified`);
+  }
   return out.join('\n') + '\n';
 }
 

@@ -10,6 +10,7 @@ import { runMain } from '../../shared/cli/run.js';
 import { closeSharedAgents } from '../../shared/transport/http/agent.js';
 import { fetchDisk, fetchPartitions } from './fetch.js';
 import { inspect } from './inspect.js';
+import { exitOnInterrupt } from './interrupt.js';
 import { parseInvocation, PROG } from './options.js';
 import { verify } from './verify.js';
 
@@ -17,6 +18,7 @@ async function main(): Promise<number> {
   const inv = parseInvocation(process.argv.slice(2));
   if (!inv) return 0;
   const { command, url, c } = inv;
+  exitOnInterrupt(PROG, `the ${command} of ${url}`, () => c.progress.close());
   try {
     if (command === 'inspect') await inspect(url, c);
     else if (command === 'verify') await verify(url, c);

@@ -5,7 +5,7 @@
  */
 import { isCosiError } from '../../shared/errors.js';
 import { HttpSource } from '../../shared/transport/http/source.js';
-import { assertPinned, checkPin, type OpenOptions } from '../image.js';
+import { checkPin, type OpenOptions } from '../image.js';
 import { sequentialPass, type SequentialHandlers } from '../sequential.js';
 
 /** `attempt`'s answer, or `onNoRange`'s when attempt fails because the server ignores Range requests. */
@@ -22,20 +22,13 @@ export type Pass = (handlers: SequentialHandlers) => ReturnType<typeof sequentia
 
 /**
  * Runs `body` with a plain-GET source of the whole archive and a `pass` over
- * it that refuses metadata.json unless it has the pinned SHA-384; closes the
- * source after.
+ * it that refuses metadata.json unless it has the pinned SHA-384 and holds
+ * to --max-metadata-size; closes the source after.
  */
 export async function withWholeArchive<T>(url: string, opts: OpenOptions, body: (src: HttpSource, pass: Pass) => Promise<T>): Promise<T> {
   const src = new HttpSource(url, opts);
   const pin = checkPin(opts.metadataSha384);
-  const pass: Pass = (handlers) =>
-    sequentialPass(src, {
-      ...handlers,
-      onMetadata: (meta, sha) => {
-        assertPinned(src.name, pin, sha);
-        return handlers.onMetadata(meta, sha);
-      },
-    });
+  const pass: Pass = (handlers) => sequentialPass(src, handlers, { metadataSha384: pin, maxMetadataBytes: opts.maxMetadataBytes });
   try {
     return await body(src, pass);
   } finally {

@@ -4,11 +4,13 @@
  * read from argv.
  */
 import { CosiError } from '../../shared/errors.js';
-import { intOption, parseCommand } from '../../shared/cli/args.js';
+import { intOption, parseCommand, sizeOption } from '../../shared/cli/args.js';
 import { checkPin, type OpenOptions } from '../image.js';
+import { METADATA_SIZE_OPTION } from '../../shared/format/metadata.js';
 import { BarProgress, JsonProgress, NullProgress, type Progress } from '../progress.js';
 
 export const PROG = 'cosi-fetch';
+
 
 const USAGE = `usage: cosi-fetch --partition SEL [--partition SEL...] [-o FILE|DIR|DEVICE] URL
        cosi-fetch --disk -o FILE|DEVICE URL
@@ -25,6 +27,8 @@ options:
       --verify-after         read the output back and compare after writing
       --grow                 grow shrunk ext2/3/4 filesystems to fill their partitions
       --metadata-sha384 HEX  refuse the image unless metadata.json has this SHA-384
+      --allow-unverified     accept images without a SHA-384 (COSI 1.0 only; 1.1 requires one)
+      --max-metadata-size N  refuse a larger metadata.json before reading it (default 4M)
       --mirror URL           the same file elsewhere, used when the first fails (repeatable)
   -H, --header 'K: V'        extra request header (repeatable)
   -j, --jobs N               images fetched at once (default 2, as long as their zstd windows
@@ -46,6 +50,8 @@ const FLAGS = {
   'verify-after': { type: 'boolean' },
   grow: { type: 'boolean' },
   'metadata-sha384': { type: 'string' },
+  'allow-unverified': { type: 'boolean' },
+  'max-metadata-size': { type: 'string' },
   mirror: { type: 'string', multiple: true },
   header: { type: 'string', short: 'H', multiple: true },
   jobs: { type: 'string', short: 'j' },
@@ -129,6 +135,8 @@ export function parseInvocation(argv: string[]): Invocation | undefined {
       // A trickling server never goes idle: the low-speed window follows --timeout (2x, as the defaults 30 s / 60 s).
       lowSpeedWindowMs: timeout === undefined ? undefined : 2 * timeout * 1000,
       retries: intOption('retries', values.retries, 0, 1000),
+      maxMetadataBytes: sizeOption('max-metadata-size', values['max-metadata-size'], METADATA_SIZE_OPTION.min, METADATA_SIZE_OPTION.max),
+      allowUnverified: values['allow-unverified'] ?? false,
     },
     warnings,
     warn: (s) => {

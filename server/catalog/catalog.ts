@@ -26,7 +26,7 @@ import type { RemoteCatalog } from './remote.js';
 import { eachLimited, SCAN_PARALLEL, Scanner, type Known } from './scanner.js';
 import { Verifier } from './verify.js';
 
-export interface CatalogOptions extends Pick<OpenerOptions, 'maxOpenFiles' | 'handleIdleMs' | 'indexCacheEntries'> {
+export interface CatalogOptions extends Pick<OpenerOptions, 'maxOpenFiles' | 'handleIdleMs' | 'indexCacheEntries' | 'maxMetadataBytes'> {
   /** Empty: no local files, only remotes. */
   root: string;
   /** Archives on other HTTP servers, listed next to the local ones; a local file with the same id wins. */
@@ -57,6 +57,7 @@ export class Catalog {
       maxOpenFiles: opts.maxOpenFiles,
       handleIdleMs: opts.handleIdleMs,
       indexCacheEntries: opts.indexCacheEntries,
+      maxMetadataBytes: opts.maxMetadataBytes,
       metrics,
       log,
       inside: (real) => this.scanner.inside(real),

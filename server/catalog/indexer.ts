@@ -6,7 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { Stats } from 'node:fs';
-import { checkArchive } from '../../shared/format/check.js';
+import { checkArchive, type CheckOptions } from '../../shared/format/check.js';
 import { oneLine } from '../../shared/errors.js';
 import { listPartitions, type CosiMetadata, type PartitionInfo } from '../../shared/format/metadata.js';
 import type { ByteSource } from '../../shared/transport/source.js';
@@ -82,7 +82,7 @@ export function rawEtag(identity: FileIdentity, metadataSha384 = ''): string {
   return `"${h.slice(0, 27)}"`;
 }
 
-export async function indexArchive(src: ByteSource, file: { id: string; relPath: string; path: string; identity: FileIdentity }): Promise<IndexRecord> {
+export async function indexArchive(src: ByteSource, file: { id: string; relPath: string; path: string; identity: FileIdentity }, opts: Pick<CheckOptions, 'maxMetadataBytes'> = {}): Promise<IndexRecord> {
   const t0 = performance.now();
   const base = {
     ...file,
@@ -90,7 +90,7 @@ export async function indexArchive(src: ByteSource, file: { id: string; relPath:
     indexedAt: new Date(),
   };
   try {
-    const { archive, gpt, result } = await checkArchive(src);
+    const { archive, gpt, result } = await checkArchive(src, opts);
     const byName = new Map<string, TarEntry>();
     for (const e of archive.index.entries) if (e.type === 'file' && !byName.has(e.name)) byName.set(e.name, e);
     const partitions = listPartitions(archive.metadata, gpt).map((info): PartitionRecord => {

@@ -25,6 +25,8 @@ export interface OpenerOptions {
   /** An archive handle idle this long is closed (default 30 s). */
   handleIdleMs?: number;
   indexCacheEntries?: number;
+  /** --max-metadata-size: a larger metadata.json makes the archive invalid, unread. */
+  maxMetadataBytes?: number;
   metrics?: Metrics;
   log?: (event: Record<string, unknown>) => void;
   /** A resolved path is inside the catalog root. */
@@ -236,7 +238,7 @@ export class ArchiveOpener {
       run = (async () => {
         this.opts.metrics?.inc('cosi_index_runs_total');
         const identity = h.identity;
-        const rec = await indexArchive(new HandleSource(k.relPath, h.fh, identity.size), { id: k.id, relPath: k.relPath, path: k.path, identity });
+        const rec = await indexArchive(new HandleSource(k.relPath, h.fh, identity.size), { id: k.id, relPath: k.relPath, path: k.path, identity }, { maxMetadataBytes: this.opts.maxMetadataBytes });
         if (!rec.valid) this.opts.metrics?.inc('cosi_index_errors_total');
         const earlier = this.opts.verifiedArchive(key);
         if (earlier && rec.archive) rec.archive = earlier;

@@ -29,6 +29,8 @@ export interface RemoteCatalogOptions {
   listFile?: string;
   metrics?: Metrics;
   log?: (event: Record<string, unknown>) => void;
+  /** --max-metadata-size: a larger metadata.json makes the archive invalid, unread. */
+  maxMetadataBytes?: number;
   /** For tests: timeouts and retries of the origin requests. */
   sourceOptions?: HttpSourceOptions;
 }
@@ -186,7 +188,7 @@ export class RemoteCatalog {
         indexMs: performance.now() - t0,
       };
     } else {
-      record = await indexArchive(source, file);
+      record = await indexArchive(source, file, { maxMetadataBytes: this.opts.maxMetadataBytes });
       record.etag = remoteEtag(spec.url, this.probeOf(source, size), record.archive?.metadataSha384);
     }
     record.origin = spec.url;

@@ -4,6 +4,7 @@
  */
 import { parseArgs, type ParseArgsConfig, type ParseArgsOptionsConfig } from 'node:util';
 import { CosiError, oneLine } from '../errors.js';
+import { formatBytes, parseByteSize } from '../units.js';
 
 /** node:util parseArgs, with its errors turned into usage errors. */
 export function parseCli<T extends ParseArgsConfig>(config: T) {
@@ -38,6 +39,16 @@ export function intOption(name: string, value: string | undefined, min: number, 
   const n = Number(value);
   if (!Number.isInteger(n) || n < min || n > max) {
     throw new CosiError('COSI_ERR_USAGE', `--${name} must be a whole number from ${min} to ${max}, got ${JSON.stringify(value)}`);
+  }
+  return n;
+}
+
+/** A byte count option ('8M', '8MiB', '8388608'), from `min` to `max` bytes. */
+export function sizeOption(name: string, value: string | undefined, min: number, max: number): number | undefined {
+  if (value === undefined) return undefined;
+  const n = parseByteSize(value);
+  if (n === undefined || n < min || n > max) {
+    throw new CosiError('COSI_ERR_USAGE', `--${name} must be a size from ${formatBytes(min)} to ${formatBytes(max)} (bytes, or with K, M or G), got ${JSON.stringify(value)}`);
   }
   return n;
 }

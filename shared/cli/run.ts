@@ -1,6 +1,6 @@
 /**
  * Folder shared/cli/: what the three command lines share (runMain's error line and exit code, argument parsing).
- * Imported by the bins only (client/cli/, server/cli.ts, pack/cli.ts); imports errors.ts.
+ * Imported by the bins only (client/cli/, server/cli.ts, pack/cli.ts) and server/config.ts; imports errors.ts, units.ts.
  *
  * What every command line shares: one line per error on stderr, the exit code
  * chosen by the error's class, and nothing else (no stack unless COSI_DEBUG).

@@ -1,16 +1,16 @@
 /**
  * Folder shared/format/: the COSI container: tar walker, metadata model and validation, this opener,
- * whole-archive checks, selectors. Imports disk/, zstd/, transport/, errors.ts; imported by pack/, client/, server/.
+ * whole-archive checks, selectors. Imports disk/, zstd/, transport/, errors.ts, units.ts; imported by pack/, client/, server/.
  *
  * Opening a COSI archive over any ByteSource: the marker check, the metadata
- * (usually within the first read), and the tar index. Only headers and
- * metadata are read, never image data, so cost follows the entry count.
+ * (usually within the first read), and the tar index (completeIndex). Only
+ * headers and metadata are read, never image data, so cost follows the entry count.
  */
 import { createHash } from 'node:crypto';
 import { CosiError } from '../errors.js';
-import { MAX_METADATA_BYTES, parseMetadata, type CosiMetadata } from './metadata.js';
+import { MAX_METADATA_BYTES, metadataTooLarge, parseMetadata, type CosiMetadata } from './metadata.js';
 import type { ByteSource } from '../transport/source.js';
-import { BLOCK, padded, readTarIndex, type TarEntry, type TarIndex } from './tar.js';
+import { padded, readTarIndex, type TarEntry, type TarIndex } from './tar.js';
 
 export const COSI_MARKER = 'cosi-marker';
 /** Enough for the marker, the metadata header and typical metadata in one request. */
@@ -36,6 +36,8 @@ export interface OpenOptions {
   full?: boolean;
   headBytes?: number;
   window?: number;
+  /** Refuse a metadata.json larger than this before reading it (default MAX_METADATA_BYTES). */
+  maxMetadataBytes?: number;
 }
 
 /** What a non-COSI payload most likely is, so the one-line error can say so. */
@@ -56,7 +58,12 @@ export function hasMarker(head: Buffer): boolean {
 }
 
 function isTar(head: Buffer): boolean {
-  return head.length >= 512 && head.toString('latin1', 257, 262) === 'ustar';
+  return head.length >= 262 && head.toString('latin1', 257, 262) === 'ustar';
+}
+
+/** The start of a COSI archive, or of a tar whose first header is an extension header (validation names that). */
+export function startsLikeCosi(head: Buffer): boolean {
+  return hasMarker(head) || isTar(head);
 }
 
 export async function openCosi(src: ByteSource, opts: OpenOptions = {}): Promise<CosiArchive> {
@@ -67,7 +74,7 @@ export async function openCosi(src: ByteSource, opts: OpenOptions = {}): Promise
   const stats = { reads: 1 };
   // A foreign writer may put a PAX header first (GNU tar --format=pax does); the
   // entry is still the marker, so read on and let validation flag the bytes.
-  if (!hasMarker(head) && !isTar(head)) {
+  if (!startsLikeCosi(head)) {
     throw new CosiError('COSI_ERR_NOT_COSI', `${src.name} is not a COSI file (${sniff(head)}): it must start with ${COSI_MARKER}`);
   }
   const first = await readTarIndex(src, { head, window: opts.window, stats, stopAfter: (_e, i) => i === 1 });
@@ -78,9 +85,8 @@ export async function openCosi(src: ByteSource, opts: OpenOptions = {}): Promise
   if (!metadataEntry || metadataEntry.name !== 'metadata.json') {
     throw new CosiError('COSI_ERR_NOT_COSI', `${src.name}: second tar entry must be metadata.json, found ${metadataEntry?.name ?? 'end of archive'}`);
   }
-  if (metadataEntry.size > MAX_METADATA_BYTES) {
-    throw new CosiError('COSI_ERR_METADATA', `${src.name}: metadata.json is ${metadataEntry.size} bytes, over the ${MAX_METADATA_BYTES}-byte limit`);
-  }
+  const maxMetadataBytes = opts.maxMetadataBytes ?? MAX_METADATA_BYTES;
+  if (metadataEntry.size > maxMetadataBytes) throw metadataTooLarge(`${src.name}: `, metadataEntry.size, maxMetadataBytes);
   let metadataBytes: Buffer;
   const end = metadataEntry.dataOffset + metadataEntry.size;
   if (end <= head.length) {
@@ -92,38 +98,16 @@ export async function openCosi(src: ByteSource, opts: OpenOptions = {}): Promise
       throw new CosiError('COSI_ERR_TRUNCATED', `${src.name}: archive ends inside metadata.json`);
     }
   }
-  const metadata = parseMetadata(metadataBytes);
+  const metadata = parseMetadata(metadataBytes, maxMetadataBytes);
   const metadataSha384 = createHash('sha384').update(metadataBytes).digest('hex');
-  let index = first;
-  if (opts.full) {
-    const rest = await readTarIndex(src, { window: opts.window, stats, startOffset: metadataEntry.dataOffset + padded(metadataEntry.size) });
-    index = { ...rest, entries: [marker, metadataEntry, ...rest.entries] };
-  }
-  return { source: src, size, index, marker, metadataEntry, metadataBytes, metadataSha384, metadata, reads: stats.reads };
+  const archive: CosiArchive = { source: src, size, index: first, marker, metadataEntry, metadataBytes, metadataSha384, metadata, reads: stats.reads };
+  return opts.full ? completeIndex(archive, { head, window: opts.window }) : archive;
 }
 
-export interface PredictedEntry {
-  path: string;
-  headerOffset: number;
-  dataOffset: number;
-  size: number;
-}
-
-/**
- * Where the images should be when the writer followed the spec's SHOULD: right
- * after metadata.json, in gptRegions order, each behind one 512-byte header.
- * A reader checks each predicted header before trusting it and walks the
- * archive when the prediction fails (PAX headers, subdirectories, other order).
- */
-export function predictLayout(meta: CosiMetadata, metadataEntry: TarEntry): PredictedEntry[] | undefined {
-  const regions = meta.disk?.gptRegions;
-  if (!regions || regions.length === 0) return undefined;
-  let off = metadataEntry.dataOffset + padded(metadataEntry.size);
-  const out: PredictedEntry[] = [];
-  for (const r of regions) {
-    const size = r.image.compressedSize;
-    out.push({ path: r.image.path, headerOffset: off, dataOffset: off + BLOCK, size });
-    off += BLOCK + padded(size);
-  }
-  return out;
+/** The rest of the tar index, walked from the end of metadata.json to the end-of-archive marker. */
+export async function completeIndex(archive: CosiArchive, opts: { head?: Buffer; window?: number } = {}): Promise<CosiArchive> {
+  const { marker, metadataEntry } = archive;
+  const stats = { reads: 0 };
+  const rest = await readTarIndex(archive.source, { head: opts.head, window: opts.window, stats, startOffset: metadataEntry.dataOffset + padded(metadataEntry.size) });
+  return { ...archive, index: { ...rest, entries: [marker, metadataEntry, ...rest.entries] }, reads: archive.reads + stats.reads };
 }

@@ -10,9 +10,28 @@
 import { CosiError } from '../errors.js';
 import { dpsTypeByGuid } from '../disk/dps.js';
 import type { Gpt, GptPartition } from '../disk/gpt.js';
+import { formatBytes } from '../units.js';
 
-/** metadata.json is read into memory whole; refuse anything absurd before decoding. */
-export const MAX_METADATA_BYTES = 64 * 1024 * 1024;
+/**
+ * metadata.json is read into memory whole and parsed, so its size is capped
+ * before a byte of it is read. Real documents are tens of KiB (a few hundred
+ * bytes per package); a 4 MiB document of nothing but small keys takes about
+ * 1 s and 55 MiB of heap to parse, a 52 MiB one 23 s and 510 MiB.
+ * --max-metadata-size (every command) raises or lowers it.
+ */
+export const MAX_METADATA_BYTES = 4 * 1024 * 1024;
+
+/** What --max-metadata-size accepts: past 1 GiB parsing alone would take many minutes and gigabytes. */
+export const METADATA_SIZE_OPTION = { min: 1024, max: 1 << 30 } as const;
+
+/** The one-line refusal of a metadata.json over the cap, the same from every command. */
+export function metadataTooLarge(where: string, size: number, limit: number): CosiError {
+  return new CosiError(
+    'COSI_ERR_METADATA',
+    `${where}metadata.json is ${formatBytes(size)} (${size} bytes), over the ${formatBytes(limit)} limit for metadata; if the file is trusted, raise the limit with --max-metadata-size`,
+    { details: { size, limit } },
+  );
+}
 
 export interface ImageFile {
   path: string;
@@ -130,10 +149,8 @@ function checkOptional(root: Record<string, unknown>, key: string, want: 'object
  * cannot be handed to the rest of the code as a CosiMetadata; a document that
  * parses may still violate the spec (run validateCosi for that).
  */
-export function parseMetadata(bytes: Uint8Array): CosiMetadata {
-  if (bytes.length > MAX_METADATA_BYTES) {
-    throw new CosiError('COSI_ERR_METADATA', `metadata.json is ${bytes.length} bytes, over the ${MAX_METADATA_BYTES}-byte limit`);
-  }
+export function parseMetadata(bytes: Uint8Array, maxBytes = MAX_METADATA_BYTES): CosiMetadata {
+  if (bytes.length > maxBytes) throw metadataTooLarge('', bytes.length, maxBytes);
   let text: string;
   try {
     text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);

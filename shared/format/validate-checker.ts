@@ -79,6 +79,13 @@ export interface FilesystemRef {
 }
 
 export class Checker {
+  /**
+   * Reading, not writing: rules that bind a writer but do not change how the
+   * bytes are read (a version older than the fields the document uses) are
+   * warnings for a reader, errors for `cosi-pack validate` and the catalog.
+   */
+  constructor(readonly reader = false) {}
+
   readonly errors: ValidationIssue[] = [];
   readonly warnings: ValidationIssue[] = [];
   /** Minor revision the document is validated as. */
@@ -95,6 +102,12 @@ export class Checker {
 
   warn(field: string, rule: string, text: string): void {
     this.warnings.push({ field, rule, message: `${field} ${text}` });
+  }
+
+  /** An error for a writer, a warning for a reader (see `reader`). */
+  writerError(field: string, rule: string, text: string): void {
+    if (this.reader) this.warn(field, rule, text);
+    else this.error(field, rule, text);
   }
 
   since(minor: number): boolean {

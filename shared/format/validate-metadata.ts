@@ -74,6 +74,27 @@ function checkVersion(c: Checker, doc: Obj): { stop: boolean; version?: string }
   return { stop: false, version: v };
 }
 
+/** Root fields by the minor revision that added them (the spec's "Added in" column, beyond 1.0). */
+const ADDED_IN: ReadonlyArray<readonly [string, number]> = [
+  ['bootloader', 1],
+  ['disk', 2],
+  ['compression', 2],
+];
+
+/**
+ * A document that uses fields a later revision added declares too old a
+ * version: a reader following the declared one would ignore them (disk
+ * layout, window limit), so the writer must declare the revision it follows.
+ */
+function checkLaterFields(c: Checker, doc: Obj, declared: string): void {
+  const minor = Number(declared.split('.')[1]);
+  const later = ADDED_IN.filter(([key, since]) => since > minor && doc[key] !== undefined && doc[key] !== null);
+  if (later.length === 0) return;
+  const need = Math.max(...later.map(([, since]) => since));
+  const names = later.map(([key, since]) => `'${key}' (added in 1.${since})`).join(', ');
+  c.writerError('version', 'version-too-old', `is ${show(declared)} but the document has ${names}: it must declare version 1.${need} or later`);
+}
+
 function checkFilesystems(c: Checker, doc: Obj): void {
   const images = c.arr(doc, 'images', 'images');
   if (!images) return;
@@ -267,6 +288,7 @@ function checkUniqueImages(c: Checker): void {
 export function checkMetadata(c: Checker, doc: Obj): { stop: boolean; version?: string } {
   const checked = checkVersion(c, doc);
   if (checked.stop) return checked;
+  if (checked.version !== undefined && /^1\.\d+$/.test(checked.version)) checkLaterFields(c, doc, checked.version);
   const arch = c.str(doc, 'osArch', 'osArch');
   if (arch !== undefined && !ARCHES.has(arch.toLowerCase())) {
     c.error('osArch', 'os-arch', `must be x86_64 or arm64 (or amd64, x64, aarch64; any case), got ${show(arch)}`);

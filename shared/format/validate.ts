@@ -6,7 +6,8 @@
  * at the first, so a writer gets one complete report.
  *
  * Unknown fields are never reported: the spec requires readers to ignore
- * them, and fields a revision did not have yet count as unknown for it.
+ * them. Fields a revision did not have yet are not checked against it, but a
+ * document that has them declares too old a version ('version-too-old').
  */
 import type { TarEntry } from './tar.js';
 import type { Gpt } from '../disk/gpt.js';
@@ -35,9 +36,14 @@ function run(c: Checker, input: ValidateInput): string | undefined {
   return version;
 }
 
+export interface ValidateOptions {
+  /** For a reader (cosi-fetch): rules that bind only the writer are warnings (see Checker.reader). */
+  reader?: boolean;
+}
+
 /** Check a metadata document (and optionally its tar index and GPT) against the spec. Never throws. */
-export function validateCosi(input: ValidateInput): ValidationResult {
-  const c = new Checker();
+export function validateCosi(input: ValidateInput, opts: ValidateOptions = {}): ValidationResult {
+  const c = new Checker(opts.reader);
   let version: string | undefined;
   try {
     version = run(c, input);

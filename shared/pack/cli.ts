@@ -1,17 +1,20 @@
 #!/usr/bin/env node
 import { readFile } from 'node:fs/promises';
 import { CosiError } from '../errors.js';
+import { startsLikeCosi } from '../format/archive.js';
+import { checkImages, type DeepReport } from '../format/deep.js';
 import { FileSource } from '../transport/file-source.js';
 import { checkArchive } from '../format/check.js';
-import { intOption, parseCli, parseCommand } from '../cli/args.js';
+import { intOption, parseCommand, sizeOption } from '../cli/args.js';
 import { runMain } from '../cli/run.js';
-import { parseMetadata, type Bootloader } from '../format/metadata.js';
+import { MAX_METADATA_BYTES, METADATA_SIZE_OPTION, metadataTooLarge, parseMetadata, type Bootloader } from '../format/metadata.js';
 import { formatIssues, validateCosi, type ValidationResult } from '../format/validate.js';
 import { packDisk } from './pack.js';
 import { readPackageFile } from './osinfo.js';
 
 const USAGE = `usage: cosi-pack DISK.raw -o IMAGE.cosi [options]
-       cosi-pack validate PATH [--json]      (PATH: a .cosi file or a metadata.json)
+       cosi-pack validate PATH [--deep] [--json] [--max-metadata-size N]
+                                 (PATH: a .cosi file or a metadata.json)
 
 options:
   -o, --output FILE         where to write the COSI file (written to a temporary name, then renamed)
@@ -26,6 +29,11 @@ options:
   --no-skippable            do not put the COSI id in a skippable frame before each image
   --id UUID                 the COSI id (default: random)
   -q, --quiet               no progress lines
+
+validate options:
+  --deep                    also hash and decode every image and check its size (reads the whole file)
+  --json                    the report as JSON
+  --max-metadata-size N     refuse a larger metadata.json before reading it (default 4M)
 `;
 
 /** cosi-pack's own flags; -q and -h come with parseCommand. */
@@ -43,28 +51,60 @@ const FLAGS = {
   id: { type: 'string' },
 } as const;
 
+const VALIDATE_FLAGS = {
+  json: { type: 'boolean' },
+  deep: { type: 'boolean' },
+  'max-metadata-size': { type: 'string' },
+} as const;
+
+/** What `validate` looked at, in the words of its last line and its JSON `checks`. */
+const CHECKS = {
+  metadata: 'metadata.json rules',
+  structure: 'tar layout, metadata and GPT rules',
+  images: "every image's SHA-384, zstd stream and size",
+} as const;
+
 async function validate(args: string[]): Promise<number> {
-  const { values, positionals } = parseCli({ args, allowPositionals: true, options: { json: { type: 'boolean' } } });
+  const parsed = parseCommand(args, VALIDATE_FLAGS, USAGE);
+  if (!parsed) return 0;
+  const { values, positionals } = parsed;
   const path = positionals[0];
   if (!path || positionals.length > 1) throw new CosiError('COSI_ERR_USAGE', 'validate takes one PATH (a .cosi file or a metadata.json)');
+  const maxMetadataBytes = sizeOption('max-metadata-size', values['max-metadata-size'], METADATA_SIZE_OPTION.min, METADATA_SIZE_OPTION.max) ?? MAX_METADATA_BYTES;
   const src = new FileSource(path);
   let result: ValidationResult;
+  const checks: Array<keyof typeof CHECKS> = [];
+  let deep: DeepReport | undefined;
   try {
-    const head = await src.read(0, 11);
-    if (head.toString('latin1') === 'cosi-marker') {
-      result = (await checkArchive(src)).result;
+    const head = await src.read(0, 512);
+    if (startsLikeCosi(head)) {
+      const check = await checkArchive(src, { maxMetadataBytes });
+      result = check.result;
+      checks.push('structure');
+      if (values.deep) {
+        deep = await checkImages(check, values.quiet ? undefined : (image) => process.stderr.write(`cosi-pack: decoding ${image}\n`));
+        checks.push('images');
+        result.errors.push(...deep.errors);
+        result.valid = result.errors.length === 0;
+      }
     } else {
-      const bytes = await readFile(path);
-      result = validateCosi({ metadata: parseMetadata(bytes) });
+      if (values.deep) throw new CosiError('COSI_ERR_USAGE', `--deep needs a .cosi file: ${path} holds no images`);
+      const size = await src.size();
+      if (size > maxMetadataBytes) throw metadataTooLarge(`${path}: `, size, maxMetadataBytes);
+      result = validateCosi({ metadata: parseMetadata(await src.read(0, size), maxMetadataBytes) });
+      checks.push('metadata');
     }
   } finally {
     await src.close();
   }
   if (values.json) {
-    process.stdout.write(JSON.stringify(result, null, 2) + '\n');
+    process.stdout.write(JSON.stringify({ ...result, checks, ...(deep ? { decoded: deep.decoded, unverified: deep.unhashed } : {}) }, null, 2) + '\n');
   } else {
     for (const line of formatIssues(result)) process.stdout.write(line + '\n');
-    process.stdout.write(result.valid ? `${path}: valid COSI ${result.version ?? ''}\n` : `${path}: INVALID (${result.errors.length} error(s))\n`);
+    const ran = checks.map((k) => CHECKS[k]).join('; ');
+    const skipped = checks.includes('structure') && !deep ? '; images not decoded: add --deep' : '';
+    const unhashed = deep && deep.unhashed.length > 0 ? `; ${deep.unhashed.length} image(s) without a SHA-384 (COSI 1.0) only decoded and sized: ${deep.unhashed.join(', ')}` : '';
+    process.stdout.write(result.valid ? `${path}: valid COSI ${result.version ?? ''} (checked: ${ran}${skipped}${unhashed})\n` : `${path}: INVALID (${result.errors.length} error(s); checked: ${ran}${skipped})\n`);
   }
   return result.valid ? 0 : 5;
 }
