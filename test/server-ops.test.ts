@@ -7,7 +7,7 @@ import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { copyFile, open, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { copyFile, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -76,7 +76,11 @@ describe('the cosi-server process', () => {
       // A rate-limited download is in flight when SIGTERM arrives: it must complete.
       const out = join(cat.dir, '..', `${cat.dir.split('/').pop()}-download`);
       const dl = run('curl', ['-s', '-f', '--limit-rate', '16M', '-o', out, `${info.url}/cosi/big.cosi`]);
-      await new Promise((r) => setTimeout(r, 250));
+      // SIGTERM only once bytes flow: on a busy machine curl may need more than a moment to connect.
+      for (const until = Date.now() + 20_000; Date.now() < until; ) {
+        if (((await stat(out).catch(() => undefined))?.size ?? 0) > 0) break;
+        await new Promise((r) => setTimeout(r, 20));
+      }
       child.kill('SIGTERM');
       const res = await dl;
       assert.equal(res.code, 0, `curl: ${res.stderr}`);
