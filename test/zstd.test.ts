@@ -216,6 +216,9 @@ test('readFrameHeader parses frame and skippable headers', () => {
 
 test('auto backend: node:zlib where it has zstd, else the zstd program when installed, else fzstd', () => {
   assert.equal(zstdBackend(), hasNodeZstd() ? 'node' : zstdProgram() ? 'zstd' : 'fzstd');
+  // A small known output (the 17 KiB primary-GPT image every open decodes) never starts a process.
+  assert.equal(zstdBackend(17 * 1024), hasNodeZstd() ? 'node' : 'fzstd');
+  assert.equal(zstdBackend(64 << 20), zstdBackend());
   if (!hasNodeZstd()) {
     assert.throws(() => createZstdDecoder({ maxWindowLog: 27, backend: 'node' }), (e) => isCosiError(e, 'COSI_ERR_UNSUPPORTED'));
   }
@@ -648,4 +651,22 @@ test('compressFile round trip, decoded by the zstd program', async () => {
     assert.equal(o.out.length, 0);
   }
   await assert.rejects(compressFile(join(dir, 'missing'), join(dir, 'x.zst'), {}), (e) => isCosiError(e, 'COSI_ERR_IO'));
+});
+
+test('the zstd program out of file descriptors: a CosiError from the constructor, and the process lives on', { skip: zstdProgram() ? false : 'the zstd program is not installed' }, () => {
+  // Under a 40-descriptor limit a few children fit; the next spawn gets no pipes and must not crash the process.
+  const script = `
+    const { createZstdDecoder } = await import(${JSON.stringify(new URL('../shared/zstd/index.js', import.meta.url).href)});
+    const codes = new Set(), made = [];
+    for (let i = 0; i < 40; i++) {
+      try { const d = createZstdDecoder({ maxWindowLog: 27, backend: 'zstd', expectedSize: 1 << 30 }); d.on('error', () => {}); made.push(d); }
+      catch (err) { codes.add(err.code); }
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    for (const d of made) d.destroy();
+    console.log(JSON.stringify({ made: made.length, codes: [...codes] }));`;
+  const out = execFileSync('bash', ['-c', 'ulimit -n 40 && exec "$0" --input-type=module -e "$1"', process.execPath, script], { encoding: 'utf8' });
+  const r = JSON.parse(out) as { made: number; codes: string[] };
+  assert.ok(r.made > 0, 'some children started');
+  assert.deepEqual(r.codes, ['COSI_ERR_IO']);
 });

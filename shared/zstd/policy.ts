@@ -21,12 +21,19 @@ type Frame = Extract<FrameHeader, { kind: 'frame' }>;
 const BACKENDS: readonly ZstdBackend[] = ['node', 'zstd', 'fzstd'];
 
 /**
- * What backend 'auto' picks: node:zlib where the runtime has it, else the
- * zstd program when installed, else fzstd. COSI_ZSTD_DECODER names one
- * instead (benchmarks compare them; an unusable choice is an error, not a
- * silent fallback).
+ * Below this many output bytes a process costs more than it saves: starting
+ * the zstd program takes about 40 ms, in which fzstd decodes some 8 MiB (the
+ * primary-GPT image every open and every index decodes is 17 KiB).
  */
-export function zstdBackend(): ZstdBackend {
+const PROGRAM_MIN_BYTES = 8 << 20;
+
+/**
+ * What backend 'auto' picks: node:zlib where the runtime has it, else the
+ * zstd program when installed (for outputs not known to be small), else
+ * fzstd. COSI_ZSTD_DECODER names one instead (benchmarks compare them; an
+ * unusable choice is an error, not a silent fallback).
+ */
+export function zstdBackend(expectedSize?: number): ZstdBackend {
   const forced = process.env.COSI_ZSTD_DECODER;
   if (forced) {
     if (!(BACKENDS as readonly string[]).includes(forced)) {
@@ -34,7 +41,9 @@ export function zstdBackend(): ZstdBackend {
     }
     return forced as ZstdBackend;
   }
-  return hasNodeZstd() ? 'node' : zstdProgram() ? 'zstd' : 'fzstd';
+  if (hasNodeZstd()) return 'node';
+  const small = expectedSize !== undefined && expectedSize < PROGRAM_MIN_BYTES;
+  return !small && zstdProgram() ? 'zstd' : 'fzstd';
 }
 
 /** The decoder's name for reports (--json, inspect). */
@@ -65,7 +74,7 @@ export class DecodePolicy {
     if (!Number.isInteger(opts.maxWindowLog) || opts.maxWindowLog < 10 || opts.maxWindowLog > 31) {
       throw new CosiError('COSI_ERR_USAGE', `maxWindowLog must be an integer from 10 to 31, got ${opts.maxWindowLog}`);
     }
-    this.backend = backend === 'auto' ? zstdBackend() : backend;
+    this.backend = backend === 'auto' ? zstdBackend(opts.expectedSize) : backend;
     this.maxWindowLog = opts.maxWindowLog;
     this.expectedSize = opts.expectedSize;
   }

@@ -39,6 +39,11 @@ export class ProcessDecoder extends Transform {
     if (!bin) throw new CosiError('COSI_ERR_UNSUPPORTED', 'the zstd program is not on PATH; install zstd or run on Node >= 22.15');
     // --memory is libzstd's own window ceiling, a second guard behind the scanner's check.
     this.child = spawn(bin, ['-d', '-c', '-q', `--memory=${2 ** policy.maxWindowLog}`], { stdio: ['pipe', 'pipe', 'pipe'] });
+    if (!this.child.stdin || !this.child.stdout || !this.child.stderr) {
+      // Out of descriptors (EMFILE): spawn returns without pipes and reports 'error' a tick later, to nobody.
+      this.child.once('error', () => {});
+      throw new CosiError('COSI_ERR_IO', `cannot start ${bin}: no file descriptors or processes left; retry later`);
+    }
     this.exited = new Promise((resolve) => {
       this.child.once('error', (err) => {
         this.fail(new CosiError('COSI_ERR_UNSUPPORTED', `cannot run ${bin}: ${(err as NodeJS.ErrnoException).code ?? err.message}`, { cause: err }));
