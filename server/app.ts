@@ -27,7 +27,9 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     await next();
     // HEAD must carry GET's Content-Length (RFC 9110 §9.3.2). Hono answers HEAD by running the GET
     // handler and dropping its body, and node-server counts only a body it sends: so every body
-    // built here (JSON, text, HTML; byte endpoints write their own) gets its length now.
+    // built here (JSON, text, HTML; byte endpoints write their own) gets its length now. A GET gets
+    // it from node-server already: only HEAD pays for the copy.
+    if (c.req.method !== 'HEAD') return;
     const res = c.res;
     if (res.body === null || res.headers.has('content-length') || c.env.outgoing.headersSent) return;
     const bytes = new Uint8Array(await res.arrayBuffer());
