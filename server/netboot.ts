@@ -7,29 +7,17 @@
  * With --netboot-dir, the installer's kernel and initramfs themselves are
  * served at /netboot/NAME, so one server is all a network install needs.
  */
-import { createReadStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { open, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Hono, type Context } from 'hono';
+import { Hono } from 'hono';
+import { streamRange } from '../shared/transport/handle-source.js';
 import { CosiError } from '../shared/errors.js';
+import { baseUrl } from './http/base-url.js';
 import { getCounted, type AppDeps, type AppEnv, type NetbootConfig } from './http/env.js';
 import { transfer } from './http/transfer.js';
 import { HttpError, notFound } from './errors.js';
 import { encodePath } from './catalog/ids.js';
 import type { ArchiveView, IndexRecord } from './catalog/indexer.js';
-
-/** A Host header we are willing to echo into scripts: a name or address and a port, nothing else. */
-const HOST = /^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
-
-/** This server's base URL as clients reach it, without a trailing slash. */
-export function baseUrl(c: Context<AppEnv>, deps: AppDeps): string {
-  if (deps.publicUrl) return deps.publicUrl;
-  const host = c.req.header('host');
-  if (!host || !HOST.test(host)) {
-    throw new HttpError(400, 'BAD_REQUEST', 'cannot build absolute URLs from this Host header; start the server with --public-url');
-  }
-  return `${deps.scheme ?? 'http'}://${host}`;
-}
 
 function archiveOf(r: IndexRecord): ArchiveView {
   if (!r.archive) throw new HttpError(422, 'COSI_ERR_INVALID', `${r.id} is not a readable COSI file: ${r.reason}`);
@@ -126,17 +114,24 @@ export function netbootFileRoutes(deps: AppDeps): Hono<AppEnv> {
     const dir = deps.netbootDir;
     if (!dir) throw new HttpError(404, 'NOT_CONFIGURED', '/netboot/ is not configured on this server: start it with --netboot-dir DIR');
     const name = c.req.param('name');
-    const path = NETBOOT_NAME.test(name) ? join(dir, name) : undefined;
-    const st = path ? await stat(path).catch(() => undefined) : undefined;
-    if (!path || !st?.isFile()) throw notFound(`no file ${JSON.stringify(name)} in --netboot-dir`);
-    return transfer(c, deps, {
-      size: st.size,
-      etag: `"nb-${st.ino.toString(16)}-${st.size.toString(16)}-${Math.trunc(st.mtimeMs).toString(16)}"`,
-      lastModified: st.mtime,
-      contentType: 'application/octet-stream',
-      headers: { 'Cache-Control': 'no-cache' },
-      open: (start, end) => createReadStream(path, { start, end }),
-    });
+    // One open handle for the whole answer, and its fstat for the headers: a rebuild that renames a new
+    // initramfs into place mid-download cannot mix its bytes into the old ETag and length.
+    const fh = NETBOOT_NAME.test(name) ? await open(join(dir, name), 'r').catch(() => undefined) : undefined;
+    try {
+      const st = await fh?.stat();
+      if (!fh || !st?.isFile()) throw notFound(`no file ${JSON.stringify(name)} in --netboot-dir`);
+      return await transfer(c, deps, {
+        size: st.size,
+        etag: `"nb-${st.ino.toString(16)}-${st.size.toString(16)}-${Math.trunc(st.mtimeMs).toString(16)}"`,
+        lastModified: st.mtime,
+        contentType: 'application/octet-stream',
+        headers: { 'Cache-Control': 'no-cache' },
+        open: (start, end) => streamRange(fh, start, end - start + 1),
+        file: { fd: fh.fd, offset: 0 },
+      });
+    } finally {
+      await fh?.close();
+    }
   });
   return app;
 }

@@ -6,7 +6,8 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { get, type IncomingMessage } from 'node:http';
+import { copyFile, mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startServer, type RunningServer } from '../server/server.js';
@@ -65,6 +66,31 @@ describe('--netboot-dir', () => {
     const b = await http(srv.url, '/netboot/initrd.img');
     assert.equal(b.body.toString(), 'second build');
     assert.notEqual(a.headers['etag'], b.headers['etag']);
+  });
+
+  test('a rebuild renamed into place mid-download: every part comes from the file the headers named', async () => {
+    const big = Buffer.alloc(8 << 20, 0xaa);
+    await writeFile(join(dir, 'nb', 'big.img'), big);
+    // Two parts: the second is read only after the first has gone out, well after the rename below.
+    const half = big.length / 2;
+    const res = await new Promise<IncomingMessage>((resolve, reject) =>
+      get(`${srv.url}/netboot/big.img`, { headers: { Range: `bytes=0-${half - 1},${half}-${big.length - 1}` } }, resolve).on('error', reject),
+    );
+    res.pause();
+    assert.equal(res.statusCode, 206);
+    // The new build replaces the name (as build-initramfs.sh's mv does) while the first part is in flight.
+    await writeFile(join(dir, 'nb', '.big.tmp'), Buffer.alloc(8 << 20, 0xbb));
+    await rename(join(dir, 'nb', '.big.tmp'), join(dir, 'nb', 'big.img'));
+    const got: Buffer[] = [];
+    res.on('data', (c: Buffer) => got.push(c));
+    res.resume();
+    await new Promise((resolve) => res.on('end', resolve));
+    const body = Buffer.concat(got);
+    const count = (b: number) => body.reduce((n, x) => n + (x === b ? 1 : 0), 0);
+    assert.equal(count(0xbb), 0, 'no byte of the new build');
+    assert.equal(count(0xaa), big.length, 'every byte of the old one');
+    const next = await http(srv.url, '/netboot/big.img', { method: 'HEAD' });
+    assert.notEqual(next.headers['etag'], res.headers['etag']);
   });
 
   test('nothing outside the folder, no hidden files, no subpaths', async () => {

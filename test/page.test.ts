@@ -8,6 +8,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { formatRatio } from '../shared/units.js';
+import { startServer } from '../server/server.js';
 import { runFetch } from './client-helpers.js';
 import { pageCatalog, RICH_PACKAGES, type PageCatalog } from './page-helpers.js';
 import { http, json } from './server-helpers.js';
@@ -144,6 +145,19 @@ describe('the detail view', () => {
     assert.equal(head.status, 200);
     assert.equal(head.body.length, 0);
   });
+});
+
+test('behind a proxy: the commands on the list and the detail view use --public-url, as boot.ipxe does', async () => {
+  const srv = await startServer({ root: cat.dir, port: 0, log: false, rescanSeconds: 0, watch: false, publicUrl: 'https://images.example.net/cosi-cdn' });
+  try {
+    for (const path of ['/?q=small4k', '/images/lab/small4k']) {
+      const html = (await http(srv.url, path, { headers: { Host: '127.0.0.1' } })).body.toString('utf8');
+      assert.match(html, /cosi-fetch inspect https:\/\/images\.example\.net\/cosi-cdn\/cosi\/lab\/small4k\.cosi/, path);
+      assert.doesNotMatch(html, /http:\/\/127\.0\.0\.1\/cosi\//, path);
+    }
+  } finally {
+    await srv.close(500);
+  }
 });
 
 test('the page and cosi-fetch inspect print the same ratio', async () => {

@@ -161,6 +161,14 @@ export class Catalog {
     return out.sort((a, b) => a.id.localeCompare(b.id));
   }
 
+  /** One image's record (indexed on first use), without holding its file open: for views, not bytes. */
+  async record(id: string): Promise<IndexRecord | undefined> {
+    const k = this.known.get(id);
+    if (!k) return this.opts.remote?.records().find((r) => r.id === id);
+    if (k.refused) throw new HttpError(403, 'FORBIDDEN', `${id}: ${k.refused}`);
+    return this.opener.recordFor(k);
+  }
+
   /** Validity of every indexed image, without indexing anything (for gauges). */
   validity(): boolean[] {
     const out: boolean[] = [];

@@ -13,7 +13,8 @@ import { HttpError, notFound } from '../errors.js';
 import { rawPathAfter, safeSegments } from '../catalog/ids.js';
 import { bufferBody, originHeaders, sliceOf, transfer } from '../http/transfer.js';
 import type { PartitionRecord } from '../catalog/indexer.js';
-import { baseUrl, installPlan, ipxeScript } from '../netboot.js';
+import { baseUrl } from '../http/base-url.js';
+import { installPlan, ipxeScript } from '../netboot.js';
 import { summarize } from '../summary.js';
 
 type Target =

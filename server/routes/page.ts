@@ -7,6 +7,7 @@ import { Hono } from 'hono';
 import { html } from 'hono/html';
 import { rawPathAfter, safeSegments } from '../catalog/ids.js';
 import { notFound } from '../errors.js';
+import { baseUrl } from '../http/base-url.js';
 import { getCounted, type AppDeps, type AppEnv } from '../http/env.js';
 import { detailView } from '../page/detail.js';
 import { listQuery, listView } from '../page/list.js';
@@ -17,7 +18,8 @@ export function pageRoutes(deps: AppDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
 
   getCounted(app, '/', 'page', async (c) => {
-    const origin = new URL(c.req.url).origin;
+    // The address clients use (--public-url behind a proxy), as boot.ipxe has it: the commands must work as shown.
+    const origin = baseUrl(c, deps);
     const records = await deps.catalog.list();
     const valid = records.filter((r) => r.valid).length;
     const total = records.reduce((n, r) => n + r.identity.size, 0);
@@ -37,16 +39,14 @@ export function pageRoutes(deps: AppDeps): Hono<AppEnv> {
     const id = segs?.join('/');
     if (!id || !deps.catalog.has(id)) throw notFound(`no image at ${c.req.path}; the catalog is at /`);
     stats.id = id;
-    const a = await deps.catalog.open(id);
-    if (!a) throw notFound(`no image ${JSON.stringify(id)}`);
-    const record = a.record;
-    await a.release();
+    const record = await deps.catalog.record(id);
+    if (!record) throw notFound(`no image ${JSON.stringify(id)}`);
     c.header('Cache-Control', 'no-cache');
     return c.html(
       pageDocument({
         title: `${summarize(record).prettyName ?? id} · COSI catalog`,
         sub: html`<span class="sub">${id}</span>`,
-        body: detailView(new URL(c.req.url).origin, record, c.req.query('pkg') ?? ''),
+        body: detailView(baseUrl(c, deps), record, c.req.query('pkg') ?? ''),
       }),
     );
   });
