@@ -38,6 +38,8 @@ export interface Target {
  * (SIGINT, SIGTERM, SIGHUP) must clean up, since no finally block runs then.
  */
 const live = new Set<Target>();
+/** Temporary names being created: a signal may land after open() made the file, before it is a Target. */
+const creating = new Set<string>();
 
 /** The targets being written now, oldest first. */
 export function liveTargets(): Target[] {
@@ -52,15 +54,16 @@ export function liveTargets(): Target[] {
  */
 export function removeTemporariesSync(): Target[] {
   const targets = liveTargets();
-  for (const t of targets) {
-    if (t.kind !== 'file') continue;
+  const paths = [...creating, ...targets.filter((t) => t.kind === 'file').map((t) => t.writePath)];
+  for (const p of paths) {
     try {
-      unlinkSync(t.writePath);
+      unlinkSync(p);
     } catch {
-      // Already gone (committed or aborted a moment ago).
+      // Already gone (committed or aborted a moment ago), or never made.
     }
   }
   live.clear();
+  creating.clear();
   return targets;
 }
 
@@ -221,13 +224,16 @@ export async function openTarget(path: string, opts: OpenTargetOptions): Promise
   if (!st && path.endsWith('/')) throw new CosiError('COSI_ERR_USAGE', `${path}: no such directory`);
   const tmp = join(dirname(path), `.${basename(path)}.cosi-fetch-${randomBytes(4).toString('hex')}.tmp`);
   let fh: FileHandle;
+  // Known before it exists: an interrupt from here on removes it.
+  creating.add(tmp);
   try {
     fh = await open(tmp, 'wx', 0o644);
   } catch (err) {
     throw ioError(`cannot create ${tmp}`, err);
+  } finally {
+    creating.delete(tmp);
   }
   const t: Target = { kind: 'file', path, writePath: tmp, fh, size: opts.size, behind: new WriteBehind(fh, tmp), scratch: opts.scratch };
-  // Known from the moment it exists: an interrupt from here on removes it.
   live.add(t);
   try {
     await fh.truncate(opts.size);

@@ -23,7 +23,7 @@ import { parseGpt, type Gpt } from '../shared/disk/gpt.js';
 import type { HttpSource } from '../shared/transport/http/source.js';
 import { MAX_METADATA_BYTES, metadataTooLarge, parseMetadata, primaryGptRegion, type CosiMetadata, type ImageFile } from '../shared/format/metadata.js';
 import { refuseInvalid } from '../shared/format/check.js';
-import type { TarEntry, TarEntryType } from '../shared/format/tar.js';
+import { MAX_ENTRIES, type TarEntry, type TarEntryType } from '../shared/format/tar.js';
 import { validateCosi, type ValidateInput } from '../shared/format/validate.js';
 import { createZstdDecoder } from '../shared/zstd/index.js';
 import { HashTap } from './image-stream.js';
@@ -125,13 +125,17 @@ export async function sequentialPass(src: HttpSource, handlers: SequentialHandle
   let gpt: Gpt | undefined;
   let index = 0;
   const byPath = new Map<string, ImageFile>();
+  const names = new Set<string>();
   try {
     for await (const entry of extract) {
       const name = entry.header.name;
       const at = index++;
+      if (at >= MAX_ENTRIES) throw new CosiError('COSI_ERR_TAR', `${src.name}: archive has more than ${MAX_ENTRIES} entries`);
       entries.push(entryOf(entry.header, at));
       // A second member of a name is refused as it passes: a reader that took the last one would write other bytes.
-      if (metadata && entries.some((e, i) => i < at && e.name === name)) {
+      const seen = names.has(name);
+      names.add(name);
+      if (metadata && seen) {
         const dupes = validateCosi({ metadata, entries }, { reader: true }).errors.filter((i) => i.rule === 'tar-path-unique');
         refuseInvalid(src.name, { valid: false, errors: dupes, warnings: [] });
       }

@@ -7,7 +7,7 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { REPO, sh } from './fixtures.js';
@@ -15,7 +15,8 @@ import { REPO, sh } from './fixtures.js';
 export type Installer = 'cosi-fetch' | 'curl';
 
 const NETBOOT = join(REPO, 'deploy', 'netboot');
-const CACHE = join(tmpdir(), 'cosi-stream-netboot');
+// Per user and private: the VM boots what is in here, so nobody else may plant an image in it.
+const CACHE = join(tmpdir(), `cosi-stream-netboot-${process.getuid?.() ?? 'user'}`);
 const SYS_PATH = `${process.env['PATH'] ?? '/usr/bin:/bin'}:/usr/sbin:/sbin`;
 
 export interface Kernel {
@@ -81,7 +82,8 @@ export interface Initramfs {
 
 /** The initramfs for one installer path, built once per distinct input. */
 export async function installerInitramfs(kernel: Kernel, installer: Installer): Promise<Initramfs> {
-  await mkdir(CACHE, { recursive: true });
+  await mkdir(CACHE, { recursive: true, mode: 0o700 });
+  if (((await stat(CACHE)).mode & 0o077) !== 0) throw new Error(`${CACHE} is open to other users; remove it`);
   const key = await cacheKey(kernel, installer);
   const path = join(CACHE, `initrd-${installer}-${key}.img`);
   let buildMs = 0;
@@ -89,8 +91,15 @@ export async function installerInitramfs(kernel: Kernel, installer: Installer): 
     // Older builds of this flavour are stale by construction.
     for (const n of await readdir(CACHE)) if (n.startsWith(`initrd-${installer}-`)) await rm(join(CACHE, n), { force: true });
     const t0 = performance.now();
-    const args = [join(NETBOOT, 'build-initramfs.sh'), '-o', path, '-k', kernel.version, ...(installer === 'cosi-fetch' ? ['--cosi-fetch', REPO] : [])];
-    await sh('sh', args);
+    // Built under a name of its own, then renamed: a concurrent run never boots half an image.
+    const tmp = join(CACHE, `.initrd-${installer}-${key}-${process.pid}.tmp`);
+    const args = [join(NETBOOT, 'build-initramfs.sh'), '-o', tmp, '-k', kernel.version, ...(installer === 'cosi-fetch' ? ['--cosi-fetch', REPO] : [])];
+    try {
+      await sh('sh', args);
+      await rename(tmp, path);
+    } finally {
+      await rm(tmp, { force: true });
+    }
     buildMs = performance.now() - t0;
   }
   return { path, bytes: (await stat(path)).size, buildMs };

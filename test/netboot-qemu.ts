@@ -28,9 +28,17 @@ function killGroup(child: ChildProcess): void {
   live.delete(child);
 }
 // A test runner timeout or a crash ends this process without our finally blocks: no QEMU may outlive it.
+// QEMU runs in its own process group (so it can be killed whole), which a Ctrl-C to ours does not reach:
+// a signal kills every live group, then ends this process as the signal would have.
 process.on('exit', () => {
   for (const c of live) killGroup(c);
 });
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+  process.once(sig, () => {
+    for (const c of live) killGroup(c);
+    process.kill(process.pid, sig);
+  });
+}
 
 export interface BootOptions {
   /** cosi-server's port on 127.0.0.1. */

@@ -153,9 +153,10 @@ describe('README set-up', () => {
       assert.equal(help.code, 0, `${name} --help from the package: ${help.stderr}`);
       assert.match(help.stdout, new RegExp(`usage: ${name}`));
     }
-    // Decoding loads the worker and the zstd backend (fzstd on Node 20) from the package.
+    // Decoding loads the worker and the bundled, patched fzstd from the package (forced: Node 20 would
+    // otherwise pick the zstd program where it is installed, and a broken bundle would go unnoticed).
     const fx = await packedDisk(SMALL);
-    const verify = await bash(`node '${join(root, pkg.bin['cosi-fetch']!)}' verify '${fx.cosi}'`, { cwd: tmp, env: process.env, timeoutMs: 60_000 });
+    const verify = await bash(`node '${join(root, pkg.bin['cosi-fetch']!)}' verify '${fx.cosi}'`, { cwd: tmp, env: { ...process.env, COSI_ZSTD_DECODER: 'fzstd' }, timeoutMs: 60_000 });
     assert.equal(verify.code, 0, verify.stderr);
     assert.match(verify.stdout, /OK \(4 images, every SHA-384 and size checked\)/);
   });

@@ -54,7 +54,8 @@ export interface RawHeader {
 
 // Extension payloads are tiny in practice; a cap keeps a hostile archive from making us buffer gigabytes.
 const MAX_EXTENSION_BYTES = 1 << 20;
-const MAX_ENTRIES = 1_000_000;
+/** More entries than any disk has partitions by far: a bound on what a hostile archive can make us index. */
+export const MAX_ENTRIES = 1_000_000;
 
 function cstr(block: Uint8Array, start: number, len: number): string {
   let end = start;
