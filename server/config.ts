@@ -6,7 +6,7 @@
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { CosiError } from '../shared/errors.js';
-import { parseCli, sizeOption } from '../shared/cli/args.js';
+import { parseCli, sizeOption, wantsHelp } from '../shared/cli/args.js';
 import { MAX_METADATA_BYTES, METADATA_SIZE_OPTION } from '../shared/format/metadata.js';
 import { parseRemoteSpec, type RemoteSpec } from './catalog/remote-spec.js';
 
@@ -177,9 +177,9 @@ export type ParsedArgs = { help: true } | { help: false; config: ServerConfig };
 
 /** Flags first, then environment, then defaults. */
 export function parseConfig(args: string[], env: NodeJS.ProcessEnv = process.env): ParsedArgs {
-  const { values, positionals } = parseCli({ args, options: FLAGS, allowPositionals: true, strict: true });
-  if (positionals.length > 0) throw new CosiError('COSI_ERR_USAGE', `unexpected argument ${JSON.stringify(positionals[0])} (did you mean --root ${positionals[0]}?)`);
-  if (values.help) return { help: true };
+  if (wantsHelp(args)) return { help: true };
+  const { values, positionals } = parseCli({ args, options: FLAGS, allowPositionals: true, strict: true }, { prog: 'cosi-server' });
+  if (positionals.length > 0) throw new CosiError('COSI_ERR_USAGE', `unexpected argument ${JSON.stringify(positionals[0])}; did you mean --root ${positionals[0]}? (see cosi-server --help)`);
 
   const get = (flag: Flag): string | boolean | undefined => {
     const v = (values as Record<string, string | boolean | string[] | undefined>)[flag];

@@ -5,12 +5,25 @@ import { startsLikeCosi } from '../format/archive.js';
 import { checkImages, type DeepReport } from '../format/deep.js';
 import { FileSource } from '../transport/file-source.js';
 import { checkArchive } from '../format/check.js';
-import { intOption, parseCommand, sizeOption } from '../cli/args.js';
+import { commandTypo, intOption, parseCommand, sizeOption, usageError } from '../cli/args.js';
 import { runMain } from '../cli/run.js';
 import { MAX_METADATA_BYTES, METADATA_SIZE_OPTION, metadataTooLarge, parseMetadata, type Bootloader } from '../format/metadata.js';
 import { formatIssues, validateCosi, type ValidationResult } from '../format/validate.js';
 import { packDisk } from './pack.js';
 import { readPackageFile } from './osinfo.js';
+
+const VALIDATE_USAGE = `usage: cosi-pack validate PATH [--deep] [--json] [--max-metadata-size N]
+
+Checks a .cosi file (tar layout, metadata and GPT rules) or a metadata.json (its rules)
+against the COSI specification; exits 0 when valid, 5 when not.
+
+options:
+  --deep                    also hash and decode every image and check its size (reads the whole file)
+  --json                    the report as JSON
+  --max-metadata-size N     refuse a larger metadata.json before reading it (default 4M)
+  -q, --quiet               no progress lines
+  -h, --help
+`;
 
 const USAGE = `usage: cosi-pack DISK.raw -o IMAGE.cosi [options]
        cosi-pack validate PATH [--deep] [--json] [--max-metadata-size N]
@@ -29,8 +42,9 @@ options:
   --no-skippable            do not put the COSI id in a skippable frame before each image
   --id UUID                 the COSI id (default: random)
   -q, --quiet               no progress lines
+  -h, --help
 
-validate options:
+validate options (see cosi-pack validate --help):
   --deep                    also hash and decode every image and check its size (reads the whole file)
   --json                    the report as JSON
   --max-metadata-size N     refuse a larger metadata.json before reading it (default 4M)
@@ -65,11 +79,12 @@ const CHECKS = {
 } as const;
 
 async function validate(args: string[]): Promise<number> {
-  const parsed = parseCommand(args, VALIDATE_FLAGS, USAGE);
+  const name = { prog: 'cosi-pack', command: 'validate' };
+  const parsed = parseCommand(args, VALIDATE_FLAGS, VALIDATE_USAGE, name);
   if (!parsed) return 0;
   const { values, positionals } = parsed;
   const path = positionals[0];
-  if (!path || positionals.length > 1) throw new CosiError('COSI_ERR_USAGE', 'validate takes one PATH (a .cosi file or a metadata.json)');
+  if (!path || positionals.length > 1) throw usageError(`validate takes one PATH (a .cosi file or a metadata.json), got ${positionals.length}`, name);
   const maxMetadataBytes = sizeOption('max-metadata-size', values['max-metadata-size'], METADATA_SIZE_OPTION.min, METADATA_SIZE_OPTION.max) ?? MAX_METADATA_BYTES;
   const src = new FileSource(path);
   let result: ValidationResult;
@@ -110,12 +125,15 @@ async function validate(args: string[]): Promise<number> {
 }
 
 async function pack(args: string[]): Promise<number> {
-  const parsed = parseCommand(args, FLAGS, USAGE);
+  const name = { prog: 'cosi-pack' };
+  const parsed = parseCommand(args, FLAGS, USAGE, name);
   if (!parsed) return 0;
   const { values, positionals } = parsed;
+  const typo = commandTypo(positionals[0], ['validate'], positionals.length > 1, 'cosi-pack');
+  if (typo) throw typo;
   const disk = positionals[0];
-  if (!disk || positionals.length > 1) throw new CosiError('COSI_ERR_USAGE', 'expected one DISK image (see cosi-pack --help)');
-  if (!values.output) throw new CosiError('COSI_ERR_USAGE', 'missing -o IMAGE.cosi');
+  if (!disk || positionals.length > 1) throw usageError(`expected one DISK image, got ${positionals.length}`, name);
+  if (!values.output) throw usageError('missing -o IMAGE.cosi', name);
   const mounts: Record<string, string> = {};
   for (const m of values.mount ?? []) {
     const eq = m.indexOf('=');
