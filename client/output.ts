@@ -13,6 +13,7 @@ import { basename, dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { CosiError } from '../shared/errors.js';
 import { WriteBehind } from './write-behind.js';
+import { systemError } from '../shared/errno.js';
 
 const run = promisify(execFile);
 
@@ -67,9 +68,8 @@ export function removeTemporariesSync(): Target[] {
   return targets;
 }
 
-function ioError(what: string, err: unknown): CosiError {
-  const e = err as NodeJS.ErrnoException;
-  return new CosiError('COSI_ERR_IO', `${what}: ${e.code ?? e.message}`, { cause: err });
+function ioError(what: string, err: unknown, dir?: string): CosiError {
+  return systemError(what, err, { code: 'COSI_ERR_IO', writing: dir !== undefined, dir });
 }
 
 async function statOrUndefined(path: string) {
@@ -229,7 +229,7 @@ export async function openTarget(path: string, opts: OpenTargetOptions): Promise
   try {
     fh = await open(tmp, 'wx', 0o644);
   } catch (err) {
-    throw ioError(`cannot create ${tmp}`, err);
+    throw ioError(`cannot create ${path}`, err, dirname(path));
   } finally {
     creating.delete(tmp);
   }
@@ -252,7 +252,7 @@ export async function syncTarget(t: Target): Promise<void> {
   try {
     await t.fh.sync();
   } catch (err) {
-    throw ioError(`fsync ${t.writePath}`, err);
+    throw ioError(`cannot flush ${t.path} to disk`, err);
   }
 }
 
@@ -262,7 +262,7 @@ export async function commitTarget(t: Target): Promise<void> {
   try {
     await t.fh.close();
   } catch (err) {
-    throw ioError(`close ${t.writePath}`, err);
+    throw ioError(`cannot close ${t.path}`, err);
   }
   if (t.kind !== 'file') live.delete(t);
   if (t.kind === 'file') {

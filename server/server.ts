@@ -25,6 +25,8 @@ import { Metrics } from './metrics.js';
 import { checkNetbootDir } from './netboot.js';
 import { RemoteCatalog } from './catalog/remote.js';
 import { ensureSampleCatalog } from './catalog/sample.js';
+import { listenError } from './listen-error.js';
+import { systemError } from '../shared/errno.js';
 
 export type LogSink = (line: Record<string, unknown>) => void;
 
@@ -150,9 +152,12 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
   const timeouts = { headersTimeout: Math.min(config.headersTimeoutMs, config.requestTimeoutMs), requestTimeout: config.requestTimeoutMs, keepAliveTimeout: 5000 };
   let server: Server;
   if (config.tlsCert && config.tlsKey) {
-    const [cert, key] = await Promise.all([readFile(config.tlsCert), readFile(config.tlsKey)]).catch((err: NodeJS.ErrnoException) => {
+    const read = (flag: string, path: string) => readFile(path).catch((err: unknown) => {
+      throw systemError(`${flag} ${path}`, err, { code: 'COSI_ERR_USAGE' });
+    });
+    const [cert, key] = await Promise.all([read('--tls-cert', config.tlsCert), read('--tls-key', config.tlsKey)]).catch((err: unknown) => {
       void catalog.close();
-      throw new CosiError('COSI_ERR_USAGE', `cannot read TLS certificate or key: ${err.path ?? ''} ${err.code ?? err.message}`.trim());
+      throw err;
     });
     server = createHttpsServer({ cert, key, ...timeouts }, onRequest) as unknown as Server;
   } else {
@@ -175,7 +180,7 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) => {
       void catalog.close();
-      reject(new CosiError('COSI_ERR_IO', `cannot listen on ${config.host}:${config.port}: ${err.code ?? err.message}`, { cause: err }));
+      reject(listenError(config.host, config.port, err));
     });
     server.listen(config.port, config.host, () => resolve());
   });

@@ -8,6 +8,7 @@ import { lstat, readdir, realpath, stat } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import { CosiError } from '../../shared/errors.js';
 import { identityOf, type FileIdentity } from './indexer.js';
+import { systemError } from '../../shared/errno.js';
 
 export const COSI_EXT = '.cosi';
 
@@ -68,7 +69,7 @@ export class Scanner {
     const root = this.opts.root;
     if (root === '') return;
     this.rootReal = await realpath(root).catch((err: NodeJS.ErrnoException) => {
-      throw new CosiError('COSI_ERR_IO', `cannot read catalog root ${root}: ${err.code ?? err.message}`, { cause: err });
+      throw systemError(`cannot read catalog root ${root}`, err, { code: 'COSI_ERR_IO' });
     });
   }
 
