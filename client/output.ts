@@ -32,6 +32,8 @@ export interface Target {
   behind: WriteBehind;
   /** A working file of ours (a partition grown beside a disk), never the user's output. */
   scratch?: boolean;
+  /** A regular file was at `path`: the commit replaces it (the rule, as curl -o: the new file takes its place, atomically). */
+  replaces?: boolean;
 }
 
 /**
@@ -233,7 +235,7 @@ export async function openTarget(path: string, opts: OpenTargetOptions): Promise
   } finally {
     creating.delete(tmp);
   }
-  const t: Target = { kind: 'file', path, writePath: tmp, fh, size: opts.size, behind: new WriteBehind(fh, tmp), scratch: opts.scratch };
+  const t: Target = { kind: 'file', path, writePath: tmp, fh, size: opts.size, behind: new WriteBehind(fh, tmp), scratch: opts.scratch, replaces: st?.isFile() === true };
   live.add(t);
   try {
     await fh.truncate(opts.size);

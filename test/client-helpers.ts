@@ -32,7 +32,7 @@ export function runPack(args: string[], opts: { timeoutMs?: number; env?: NodeJS
 }
 
 /** Any of the three bins, by path, as a user runs it. */
-export function runBin(bin: string, args: string[], opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv }): Promise<CliResult> {
+export function runBin(bin: string, args: string[], opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
     let stdout = '';
