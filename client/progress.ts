@@ -21,6 +21,8 @@ export interface Progress {
   written(path: string, n: number): void;
   end(path: string, ok: boolean): void;
   close(): void;
+  /** Print a line (a warning, a retry) without tearing what is drawn; absent: the caller writes it. */
+  note?(line: string): void;
 }
 
 interface State extends ProgressItem {

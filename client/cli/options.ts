@@ -126,6 +126,10 @@ function parseHeaders(list: string[] | undefined): Record<string, string> | unde
   return out;
 }
 
+function formatDelay(ms: number): string {
+  return ms < 1000 ? `${ms} ms` : `${Math.round(ms / 100) / 10} s`;
+}
+
 function makeProgress(mode: string | undefined): Progress {
   const m = mode ?? 'auto';
   if (m === 'json') return new JsonProgress(process.stderr);
@@ -152,12 +156,15 @@ export function parseInvocation(argv: string[]): Invocation | undefined {
   const warnings: string[] = [];
   const quiet = values.quiet ?? false;
   const timeout = intOption('timeout', values.timeout, 1, 86400);
+  const progress = makeProgress(values.progress);
+  /** A line on stderr that does not tear a progress bar. */
+  const say = (line: string): void => (progress.note ? progress.note(line) : void process.stderr.write(`${line}\n`));
   const c: Common = {
     json: values.json ?? false,
     quiet,
     jobs: intOption('jobs', values.jobs, 1, 64) ?? 2,
     jobsGiven: intOption('jobs', values.jobs, 1, 64),
-    progress: makeProgress(values.progress),
+    progress,
     open: {
       mirrors: values.mirror,
       headers: parseHeaders(values.header),
@@ -168,11 +175,16 @@ export function parseInvocation(argv: string[]): Invocation | undefined {
       retries: intOption('retries', values.retries, 0, 1000),
       maxMetadataBytes: sizeOption('max-metadata-size', values['max-metadata-size'], METADATA_SIZE_OPTION.min, METADATA_SIZE_OPTION.max),
       allowUnverified: values['allow-unverified'] ?? false,
+      // Every retry as it happens: a refused or stalled server is not 17 s of silence.
+      onEvent: quiet ? undefined : (e) => {
+        if (e.type === 'retry') say(`${PROG}: ${e.reason}, retry ${e.attempt}/${e.retries} in ${formatDelay(e.delayMs)} (${e.url})`);
+        else if (e.type === 'mirror') say(`${PROG}: switching to the mirror ${e.to}`);
+      },
     },
     warnings,
     warn: (s) => {
       warnings.push(s);
-      if (!quiet) process.stderr.write(`${PROG}: warning: ${s}\n`);
+      if (!quiet) say(`${PROG}: warning: ${s}`);
     },
   };
   return {
