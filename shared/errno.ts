@@ -35,6 +35,7 @@ const TABLE: Readonly<Record<string, Entry>> = {
   ENXIO: { text: 'no such device', code: 'COSI_ERR_IO' },
   ENODEV: { text: 'no such device', code: 'COSI_ERR_IO' },
   EINVAL: { text: 'invalid argument', code: 'COSI_ERR_IO' },
+  EBADF: { text: 'the file is closed or not open for writing', code: 'COSI_ERR_IO' },
   EXDEV: { text: 'cannot rename across file systems', code: 'COSI_ERR_IO' },
   // Listening.
   EADDRINUSE: { text: 'address already in use', code: 'COSI_ERR_IO', hint: 'another program listens there: stop it, or pick another port (--port 0 picks a free one)' },
