@@ -27,10 +27,10 @@ log(`node20 ${process.version}, node22 ${tools.node22 ? nodeVersion(tools.node22
 // Comparison 8 measures the server's own state, which the archive's size does not change: it
 // always serves the small workload, and the full one is built only for the comparisons that need it.
 const needMain = [1, 2, 3, 4, 5, 6, 7].some((n) => wants(opts, n));
-const main = await packedWorkload(opts.cacheDir, mainRecipe(opts.quick || !needMain), log);
+// The low-ratio workload (about 4:1) beside the main one (5.7:1) for the decoding rows, 1 and 2; with --low-only, instead of it.
+const low = opts.lowOnly || wants(opts, 1) || wants(opts, 2) ? await packedWorkload(opts.cacheDir, lowRatioRecipe(opts.quick), log) : undefined;
+const main = opts.lowOnly ? low! : await packedWorkload(opts.cacheDir, mainRecipe(opts.quick || !needMain), log);
 const small = wants(opts, 8) && main.name !== mainRecipe(true).name ? await packedWorkload(opts.cacheDir, mainRecipe(true), log) : main;
-// The low-ratio workload (about 4:1) beside the main one (5.7:1) for the decoding rows, 1 and 2.
-const low = wants(opts, 1) || wants(opts, 2) ? await packedWorkload(opts.cacheDir, lowRatioRecipe(opts.quick), log) : undefined;
 const needSparse = wants(opts, 3) || wants(opts, 6);
 const sparse = needSparse ? await packedWorkload(opts.cacheDir, sparseRecipe(opts.quick), log) : undefined;
 const outDir = join(opts.cacheDir, `out-${process.pid}`);
@@ -47,6 +47,11 @@ function rootRatio(w: typeof main): number {
   return r.uncompressedSize / r.compressedSize;
 }
 
+/** A row measured on the low-ratio workload: its id ends in -low and it says so. */
+function lowRow(x: Row): Row {
+  return { ...x, id: `${x.id}-low`, what: `${x.what}, low-ratio workload (root ${rootRatio(low!).toFixed(1)}:1)` };
+}
+
 /** A comparison's rows, each noting the 1-minute load average before and after it ran (comparison 4 notes its own, per row). */
 async function withLoad<T extends { rows: Row[] }>(f: () => Promise<T>): Promise<T> {
   const before = loadavg()[0]!;
@@ -60,10 +65,11 @@ try {
     const r = await withLoad(() => partitionComparisons(ctx));
     rows.push(...r.rows.filter((x) => wants(opts, Number(x.id[0]))));
     extra.partition = r.extra;
-    const l = await withLoad(() => partitionComparisons({ ...ctx, main: low! }));
-    const ratio = (rootRatio(low!)).toFixed(1);
-    rows.push(...l.rows.filter((x) => wants(opts, Number(x.id[0]))).map((x) => ({ ...x, id: `${x.id}-low`, what: `${x.what}, low-ratio workload (${ratio}:1)` })));
-    extra.partitionLowRatio = l.extra;
+    if (!opts.lowOnly) {
+      const l = await withLoad(() => partitionComparisons({ ...ctx, main: low! }));
+      rows.push(...l.rows.filter((x) => wants(opts, Number(x.id[0]))).map(lowRow));
+      extra.partitionLowRatio = l.extra;
+    }
   }
   if (wants(opts, 3)) {
     const r = await withLoad(() => diskComparisons(ctx));
@@ -100,6 +106,7 @@ try {
   await rm(outDir, { recursive: true, force: true });
 }
 
+if (opts.lowOnly) rows.splice(0, rows.length, ...rows.map(lowRow));
 rows.sort((a, b) => a.id.localeCompare(b.id, 'en', { numeric: true }));
 const cpu = cpus()[0]?.model ?? 'unknown CPU';
 const header: Record<string, string> = {
@@ -107,7 +114,7 @@ const header: Record<string, string> = {
   machine: `${cpus().length} x ${cpu}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, ${(await sh('uname -sr')).trim()}; shared with other engineers' test runs (1-min load average at start ${load0.toFixed(2)}, at end ${loadavg()[0]!.toFixed(2)})`,
   node: `${process.version} (fzstd); ${tools.node22 ? nodeVersion(tools.node22) : 'Node 22 missing'} (node:zlib zstd)`,
   mode: `${opts.quick ? 'quick' : 'full'}, ${opts.rounds} alternating rounds${opts.only.size ? `, only ${[...opts.only].join(',')}` : ''}`,
-  workload: `${main.name}: ${(main.diskSize / 2 ** 20).toFixed(0)} MiB disk (ESP, ext4 root of real /usr/lib files plus free space, mostly-empty /srv), archive ${(main.archiveSize / 2 ** 20).toFixed(0)} MiB, root ${rootRatio(main).toFixed(1)}:1, level 9, window log ${main.maxWindowLog}${low ? `; ${low.name} (rows -low): ${(low.diskSize / 2 ** 20).toFixed(0)} MiB disk, ext4 root of the machine's shared libraries only, archive ${(low.archiveSize / 2 ** 20).toFixed(0)} MiB, root ${rootRatio(low).toFixed(1)}:1, skippable frames, level 9, window log ${low.maxWindowLog}` : ''}${sparse ? `; ${sparse.name}: ${(sparse.diskSize / 2 ** 30).toFixed(1)} GiB logical disk (${(sparse.regions.find((r) => r.mountPoint === '/')!.uncompressedSize / 2 ** 30).toFixed(1)} GiB ext4 root with real files, the rest a zero partition), archive ${(sparse.archiveSize / 2 ** 20).toFixed(1)} MiB` : ''}`,
+  workload: `${opts.lowOnly ? '' : `${main.name}: ${(main.diskSize / 2 ** 20).toFixed(0)} MiB disk (ESP, ext4 root of real /usr/lib files plus free space, mostly-empty /srv), archive ${(main.archiveSize / 2 ** 20).toFixed(0)} MiB, root ${rootRatio(main).toFixed(1)}:1, level 9, window log ${main.maxWindowLog}; `}${low ? `${low.name} (rows -low): ${(low.diskSize / 2 ** 20).toFixed(0)} MiB disk, ext4 root of the machine's shared libraries only, archive ${(low.archiveSize / 2 ** 20).toFixed(0)} MiB, root ${rootRatio(low).toFixed(1)}:1, skippable frames, level 9, window log ${low.maxWindowLog}` : ''}${sparse ? `; ${sparse.name}: ${(sparse.diskSize / 2 ** 30).toFixed(1)} GiB logical disk (${(sparse.regions.find((r) => r.mountPoint === '/')!.uncompressedSize / 2 ** 30).toFixed(1)} GiB ext4 root with real files, the rest a zero partition), archive ${(sparse.archiveSize / 2 ** 20).toFixed(1)} MiB` : ''}`,
   'bench time': `${((Date.now() - started) / 1000).toFixed(0)} s`,
 };
 const base = opts.quick ? 'bench-quick' : 'bench';
