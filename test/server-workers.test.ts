@@ -7,6 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { copyFile, readFile, rename, rm, stat } from 'node:fs/promises';
+import { request } from 'node:http';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { REPO } from './fixtures.js';
@@ -172,6 +173,46 @@ test('SIGTERM lets the transfers of every worker finish, exits 0 and leaves no w
     await until('the workers to be gone', () => workers.every((p) => !alive(p)), 5000);
     const after = await run('curl', ['-s', '-o', '/dev/null', `${srv.url}/healthz`]);
     assert.notEqual(after.code, 0);
+  } finally {
+    srv.child.kill('SIGKILL');
+    await rm(cat.dir, { recursive: true, force: true });
+  }
+});
+
+test('a second SIGTERM cuts the transfers a paused client holds instead of waiting out the grace', async () => {
+  const cat = await tempCatalog({ 'big.cosi': bigPath });
+  const srv = await startCluster(cat.dir, ['--shutdown-grace', '60', '-q']);
+  try {
+    const workers = await childrenOf(srv.child.pid!);
+    const u = new URL(srv.url);
+    // A client that takes one chunk and then stops reading: its transfer never finishes by itself.
+    const ended = new Promise<boolean>((resolve, reject) => {
+      const req = request({ host: u.hostname, port: u.port, path: '/cosi/big.cosi', agent: false }, (res) => {
+        res.once('data', () => {
+          res.pause();
+          resume = () => res.resume();
+          started();
+        });
+        res.on('error', () => {});
+        res.on('close', () => resolve(res.complete));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    let started!: () => void;
+    let resume!: () => void;
+    await new Promise<void>((r) => (started = r));
+    srv.child.kill('SIGTERM');
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(srv.child.exitCode, null, 'still draining after the first signal');
+    const t0 = Date.now();
+    srv.child.kill('SIGTERM');
+    assert.equal(await srv.exited, 0);
+    assert.ok(Date.now() - t0 < 20_000, `exited ${Date.now() - t0} ms after the second signal, not after the 60 s grace`);
+    // Read what the server sent before it cut the connection: the body ends short.
+    resume();
+    assert.equal(await ended, false, 'the paused transfer was cut, not completed');
+    await until('the workers to be gone', () => workers.every((p) => !alive(p)), 5000);
   } finally {
     srv.child.kill('SIGKILL');
     await rm(cat.dir, { recursive: true, force: true });
