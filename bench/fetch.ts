@@ -178,6 +178,14 @@ export async function partitionComparisons(ctx: FetchContext): Promise<{ rows: R
       const r = rows.find((x) => x.id === '1b');
       if (r) r.notes = `${r.notes ? r.notes + '; ' : ''}profile: ${fmtProfile(profiles['node20-fzstd'])}`;
     }
+    // Node 20 with the zstd program: the main thread feeds the child and writes what it decodes.
+    const r1c = rows.find((x) => x.id === '1c');
+    if (tools.client && r1c?.status === 'MISS' && !opts.quick) {
+      const out = join(ctx.outDir, 'prof.out');
+      profiles['node20-zstd'] = await cpuProfile(tools.node20, clientArgs(url, out, 'partition'), 12, programEnv);
+      await rm(out, { force: true });
+      r1c.notes = `${r1c.notes ? r1c.notes + '; ' : ''}profile: ${fmtProfile(profiles['node20-zstd'])}`;
+    }
     extra.profiles = profiles;
   } finally {
     await server?.stop();
