@@ -33,6 +33,8 @@ export type LogSink = (line: Record<string, unknown>) => void;
 export interface StartOptions extends Partial<ServerConfig> {
   /** Where request and event lines go; default stderr, `false` for none. */
   log?: LogSink | false;
+  /** The /metrics text when this process is one of several workers (the totals of all). */
+  metricsText?: () => Promise<string>;
 }
 
 export interface RunningServer {
@@ -85,7 +87,7 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
       { labels: { valid: 'true' }, value: countValid(catalog, true) },
       { labels: { valid: 'false' }, value: countValid(catalog, false) },
     ];
-  });
+  }, 'max');
   metrics.gauge('cosi_open_files', 'Archive descriptors open (busy, or cached for the next request).', () => catalog.openDescriptors);
   metrics.gauge('cosi_transfers_open', 'Archives handed out to requests and not yet released.', () => catalog.openHandles);
   const decompressGate = new Gate(config.maxDecompressions);
@@ -112,6 +114,7 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
     scheme: config.tlsCert ? 'https' : 'http',
     netboot,
     netbootDir: config.netbootDir,
+    metricsText: opts.metricsText,
   };
   const app = createApp(deps);
   const fastRaw = rawFastPath(deps);
@@ -188,7 +191,10 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
   const url = `${config.tlsCert ? 'https' : 'http'}://${formatHost(config.host)}:${port}`;
 
   let closing: Promise<void> | undefined;
+  let cutNow: (() => void) | undefined;
   const close = (graceMs = config.shutdownGraceMs): Promise<void> => {
+    // Already draining: close(0) (a second signal) stops waiting for the transfers.
+    if (closing && graceMs === 0) cutNow?.();
     closing ??= (async () => {
       draining = true;
       const handlesClosed = catalog.close();
@@ -197,6 +203,7 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
       if (inflight > 0) {
         await Promise.race([
           new Promise<void>((r) => (drained = r)),
+          new Promise<void>((r) => (cutNow = r)),
           new Promise<void>((r) => setTimeout(r, graceMs).unref()),
         ]);
       }
