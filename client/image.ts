@@ -10,6 +10,7 @@
  * then one ranged request for its data.
  */
 import { createHash } from 'node:crypto';
+import { availableParallelism } from 'node:os';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { DEFAULT_HEAD_BYTES, sniff, startsLikeCosi } from '../shared/format/archive.js';
@@ -26,6 +27,7 @@ import type { ByteSource } from '../shared/transport/source.js';
 import { readTarIndex } from '../shared/format/tar.js';
 import { canDecodeInWorker, createZstdSink, zstdBackend } from '../shared/zstd/index.js';
 import { CachedSource } from './cached-source.js';
+import { framesOf, pumpFramed } from './framed-pump.js';
 import { asWritable, CHUNK_SINK, isChunkSink, type ChunkSink } from './chunk-sink.js';
 import { explainFailure, openCompressed, openImageStream, type ImageStream, type ImageStreamOptions } from './image-stream.js';
 import { Locator, WALK_WINDOW, type Located } from './locate.js';
@@ -45,6 +47,11 @@ export interface OpenOptions extends HttpSourceOptions {
    * without it such an image is refused (COSI_ERR_UNVERIFIED) before a byte of it is read.
    */
   allowUnverified?: boolean;
+  /**
+   * Decode lanes for framed images (those ending with a seek table): frames
+   * decoded at once. Default: the cores available; 0 decodes them as one stream.
+   */
+  decodeThreads?: number;
 }
 
 export interface TransferStats {
@@ -155,6 +162,12 @@ export interface PumpOptions {
   allowUnverified?: boolean;
 }
 
+/** How pump() decoded an image: `frames` and `lanes` when its seek table let frames decode in parallel. */
+export interface PumpReport {
+  frames?: number;
+  lanes?: number;
+}
+
 /** One image as verify() checked it; `verified` is false when it has no SHA-384 (only size and zstd checked). */
 export interface VerifiedImage {
   path: string;
@@ -182,6 +195,7 @@ export class CosiImage {
     check: ArchiveCheck,
     readonly source: CachedSource,
     private readonly allowUnverified: boolean,
+    private readonly decodeThreads: number,
   ) {
     const { archive, gpt, primary } = check;
     this.archive = archive;
@@ -221,7 +235,7 @@ export class CosiImage {
         if (pin) await pinOnUnparsable(src, pin, err);
         throw err;
       }
-      return new CosiImage(check, src, opts.allowUnverified ?? false);
+      return new CosiImage(check, src, opts.allowUnverified ?? false, opts.decodeThreads ?? availableParallelism());
     } catch (err) {
       await src.close().catch(() => undefined);
       throw err;
@@ -279,7 +293,17 @@ export class CosiImage {
    * settles) gets the worker decoder and its recycled buffers, or, when it
    * offers a writeTarget, the worker writes its file directly.
    */
-  async pump(image: ImageFile, sink: Writable | ChunkSink, opts: PumpOptions = {}): Promise<void> {
+  async pump(image: ImageFile, sink: Writable | ChunkSink, opts: PumpOptions = {}): Promise<PumpReport> {
+    // A file the decoder may write itself, and an image ending with a seek table: its frames decode in parallel.
+    const direct = isChunkSink(sink) && sink.wrote && this.decodeThreads > 0 ? sink.writeTarget?.() : undefined;
+    if (direct) {
+      const [at, o] = this.where(image, opts);
+      const frames = await framesOf(this.source, image, at);
+      if (frames) {
+        await pumpFramed(this.source, image, at, frames, o, { threads: this.decodeThreads, target: direct, onWritten: (r) => (sink as ChunkSink).wrote!(r) });
+        return { frames: frames.filter((f) => f.decompressedSize > 0).length, lanes: this.decodeThreads };
+      }
+    }
     if (!isChunkSink(sink) || !canDecodeInWorker(zstdBackend())) {
       const s = await this.stream(image, opts);
       try {
@@ -287,13 +311,13 @@ export class CosiImage {
       } catch (err) {
         throw await explainFailure(this.source, image, s, err);
       }
-      return;
+      return {};
     }
     const [at, o] = this.where(image, opts);
+    const target = sink.writeTarget?.();
     // Made before the request, so a sink that cannot be made leaves no response open.
     // The compressed chunks go from the source through the hash tap into the decoder and nowhere else.
     const base = { maxWindowLog: this.maxWindowLog, expectedSize: image.uncompressedSize, releaseInput: true };
-    const target = sink.writeTarget?.();
     const decoder = target && sink.wrote
       ? createZstdSink({ ...base, target, onWritten: (r) => sink.wrote!(r) })
       : createZstdSink({ ...base, onData: (b) => sink.put(b) });
@@ -305,6 +329,7 @@ export class CosiImage {
       if (!decoder.closed) await new Promise((resolve) => decoder.once('close', resolve));
       throw await explainFailure(this.source, image, c, err);
     }
+    return {};
   }
 
   /**

@@ -71,6 +71,9 @@ export interface PartitionResult {
   holeBytes: number;
   verifiedAfter: boolean;
   seconds: number;
+  /** Set when the image's seek table let its frames decode in parallel: zstd frames, and lanes decoding them. */
+  frames?: number;
+  lanes?: number;
 }
 
 /** What a result says about the partition itself, the same in partition and disk mode. */
@@ -219,7 +222,7 @@ export async function writePartition(img: CosiImage, p: PartitionInfo, outPath: 
   let ok = false;
   try {
     const w = imageWriter(t.fh, 0, p, { behind: t.behind, sparse: t.kind === 'file', limit: p.image.uncompressedSize }, opts);
-    await img.pump(p.image, w, { progress });
+    const decode = await img.pump(p.image, w, { progress });
     let verified = false;
     if (opts.verifyAfter) {
       await syncTarget(t);
@@ -251,6 +254,7 @@ export async function writePartition(img: CosiImage, p: PartitionInfo, outPath: 
       holeBytes: w.holes,
       verifiedAfter: verified,
       seconds: (Date.now() - started) / 1000,
+      ...decode,
     };
   } catch (err) {
     await abortTarget(t);
@@ -295,6 +299,7 @@ export async function writeDisk(img: CosiImage, outPath: string, opts: WriteOpti
       try {
         let holes = 0;
         let verified = false;
+        const decode: { frames?: number; lanes?: number } = {};
         if (growHere && t.kind === 'file') {
           // resize2fs cannot work on a slice of a file (it truncates the file), so grow in a side file.
           const side = await openTarget(join(dirname(outPath), `.${basename(outPath)}.part${p.number}`), { size: p.image.uncompressedSize, scratch: true });
@@ -317,7 +322,7 @@ export async function writeDisk(img: CosiImage, outPath: string, opts: WriteOpti
           }
         } else {
           const w = imageWriter(t.fh, gp.offset, p, { behind: t.behind, sparse, limit: gp.size }, opts);
-          await img.pump(p.image, w, { progress });
+          Object.assign(decode, await img.pump(p.image, w, { progress }));
           holes = w.holes;
           if (opts.verifyAfter) {
             await syncTarget(t);
@@ -336,6 +341,7 @@ export async function writeDisk(img: CosiImage, outPath: string, opts: WriteOpti
           holeBytes: holes,
           verifiedAfter: verified,
           seconds: (Date.now() - started) / 1000,
+          ...decode,
         };
         return result;
       } finally {

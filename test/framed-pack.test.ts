@@ -16,14 +16,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freshDirs, runPack } from './client-helpers.js';
 import { FILLED, packedDisk, pythonTarOffsets, sh, type PackedFixture } from './fixtures.js';
-import { imageFiles, readParts, sha384, writeParts, type Parts } from './mutants.js';
+import { imageFiles, readParts, type Parts } from './mutants.js';
+import { FRAME, flipInFrame, mutateRoot, rootPath, tableOf } from './framed-helpers.js';
 import { readDiskGpt } from '../shared/pack/pack.js';
 import { encodeSeekTable } from '../shared/zstd/seek-table.js';
 
 const work = await mkdtemp(join(tmpdir(), 'cosi-framed-pack-'));
 after(() => rm(work, { recursive: true, force: true }));
 const fresh = freshDirs(work);
-const FRAME = 1 << 20;
 let plain: PackedFixture;
 let framed: PackedFixture;
 before(async () => {
@@ -177,28 +177,8 @@ test('reframe: one frame to framed and back, hashes fresh, bytes the same, nothi
   assert.deepEqual((await readdir(dir)).sort(), ['back.cosi', 'framed.cosi']);
 });
 
-/** A framed archive with one image's entry replaced; its hash recomputed when the writer is to blame. */
-async function mutated(change: (data: Buffer, parts: Parts) => Buffer, rehash: boolean, from = framed): Promise<{ cosi: string; path: string }> {
-  const parts = await readParts(from.cosi);
-  const root = parts.meta.images.find((f: { mountPoint: string }) => f.mountPoint === '/').image.path as string;
-  const m = parts.images.find((i) => i.name === root)!;
-  m.data = change(Buffer.from(m.data), parts);
-  for (const img of imageFiles(parts.meta, root)) {
-    img.compressedSize = m.data.length;
-    if (rehash) img.sha384 = sha384(m.data);
-  }
-  const out = join(await fresh(), 'bad.cosi');
-  await writeParts(out, parts);
-  return { cosi: out, path: root };
-}
-
-/** The table's entries as the writer made them, and the data before the table. */
-function tableOf(data: Buffer): { body: Buffer; entries: Array<{ compressedSize: number; decompressedSize: number }> } {
-  const count = data.readUInt32LE(data.length - 9);
-  const start = data.length - (8 + count * 8 + 9);
-  const entries = [];
-  for (let i = 0; i < count; i++) entries.push({ compressedSize: data.readUInt32LE(start + 8 + i * 8), decompressedSize: data.readUInt32LE(start + 12 + i * 8) });
-  return { body: data.subarray(0, start), entries };
+async function mutated(change: (data: Buffer, parts: Parts) => Buffer, rehash: boolean, from = framed): Promise<{ cosi: string }> {
+  return { cosi: await mutateRoot(from.cosi, await fresh(), change, rehash) };
 }
 
 const LIES: Array<[string, (data: Buffer) => Buffer, RegExp]> = [
@@ -269,7 +249,7 @@ for (const [name, change, message] of LIES) {
 
 test('a seek table appended to an image that is one frame: validate --deep and reframe refuse it as a format error', async () => {
   const bad = await mutated((d, parts) => {
-    const size = imageFiles(parts.meta, parts.meta.images.find((f: { mountPoint: string }) => f.mountPoint === '/').image.path)[0]!.uncompressedSize as number;
+    const size = imageFiles(parts.meta, rootPath(parts.meta))[0]!.uncompressedSize as number;
     const rest = d.length - 24;
     const lies = [{ compressedSize: 24, decompressedSize: 0 }, { compressedSize: rest >> 1, decompressedSize: size >> 1 }, { compressedSize: rest - (rest >> 1), decompressedSize: size - (size >> 1) }];
     return Buffer.concat([d, encodeSeekTable(lies)]);
@@ -284,12 +264,7 @@ test('a seek table appended to an image that is one frame: validate --deep and r
 });
 
 test('a flipped byte inside one frame: integrity error from validate --deep and reframe, nothing left behind', async () => {
-  const bad = await mutated((d) => {
-    const t = tableOf(d);
-    const at = t.entries[0]!.compressedSize + t.entries[1]!.compressedSize + Math.floor(t.entries[2]!.compressedSize / 2);
-    d[at] ^= 0x5a;
-    return d;
-  }, false);
+  const bad = await mutated(flipInFrame, false);
   const v = await runPack(['validate', '--deep', '-q', bad.cosi]);
   assert.equal(v.code, 5);
   assert.match(v.stdout, /image-sha384: SHA-384 mismatch/);

@@ -33,6 +33,8 @@ options:
   -H, --header 'K: V'        extra request header (repeatable)
   -j, --jobs N               images fetched at once (default 2, as long as their zstd windows
                              fit in one full window plus 64 MiB; an explicit N allows N windows)
+      --threads N            frames of a framed image (one with a seek table) decoded at once
+                             (default: the cores available; needs the zstd program)
       --progress MODE        auto (a bar when stderr is a terminal), bar, json, none
       --json                 print a JSON summary on stdout
       --timeout SEC          give up on a connection idle this long, or below 1 KiB/s for twice
@@ -55,6 +57,7 @@ const FLAGS = {
   mirror: { type: 'string', multiple: true },
   header: { type: 'string', short: 'H', multiple: true },
   jobs: { type: 'string', short: 'j' },
+  threads: { type: 'string' },
   progress: { type: 'string' },
   json: { type: 'boolean' },
   timeout: { type: 'string' },
@@ -137,6 +140,7 @@ export function parseInvocation(argv: string[]): Invocation | undefined {
       retries: intOption('retries', values.retries, 0, 1000),
       maxMetadataBytes: sizeOption('max-metadata-size', values['max-metadata-size'], METADATA_SIZE_OPTION.min, METADATA_SIZE_OPTION.max),
       allowUnverified: values['allow-unverified'] ?? false,
+      decodeThreads: intOption('threads', values.threads, 1, 256),
     },
     warnings,
     warn: (s) => {

@@ -15,7 +15,7 @@ import { SEEK_TABLE_RULE, seekTableError, type SeekFrame } from './seek-table.js
 export class SeekTableCheck extends Writable {
   private pos = 0;
   private index = 0;
-  private head = Buffer.alloc(0);
+  private head: Buffer = Buffer.alloc(0);
   private current: { write: (b: Buffer) => Promise<void>; end: () => Promise<void> } | undefined;
 
   constructor(
