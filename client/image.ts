@@ -25,9 +25,9 @@ import { selectPartition } from '../shared/format/select.js';
 import type { ValidationIssue } from '../shared/format/validate.js';
 import type { ByteSource } from '../shared/transport/source.js';
 import { readTarIndex } from '../shared/format/tar.js';
-import { canDecodeInWorker, createZstdSink, zstdBackend } from '../shared/zstd/index.js';
+import { canDecodeInWorker, createZstdSink, zstdBackend, type SeekFrame } from '../shared/zstd/index.js';
 import { CachedSource } from './cached-source.js';
-import { framesOf, pumpFramed } from './framed-pump.js';
+import { framesOf, pumpFramed, type ResumeRun } from './framed-pump.js';
 import { asWritable, CHUNK_SINK, isChunkSink, type ChunkSink } from './chunk-sink.js';
 import { explainFailure, openCompressed, openImageStream, type ImageStream, type ImageStreamOptions } from './image-stream.js';
 import { Locator, WALK_WINDOW, type Located } from './locate.js';
@@ -160,6 +160,8 @@ export interface PumpOptions {
   label?: string;
   /** Overrides OpenOptions.allowUnverified for this image (verify checks what it can, then reports). */
   allowUnverified?: boolean;
+  /** Continue a framed image from a written prefix, saving hash states as frames complete (cosi-fetch --resume). */
+  resume?: ResumeRun;
 }
 
 /** How pump() decoded an image: `frames` and `lanes` when its seek table let frames decode in parallel. */
@@ -252,6 +254,18 @@ export class CosiImage {
     return selectPartition(this.partitions, selector);
   }
 
+  /** The seek table's frames of an image that can decode in parallel lanes here; undefined otherwise (one read of the entry's end). */
+  async seekFrames(image: ImageFile): Promise<SeekFrame[] | undefined> {
+    const [at] = this.where(image, {});
+    return this.decodeThreads > 0 ? framesOf(this.source, image, at) : undefined;
+  }
+
+  /** What identifies the archive's version at its source: the ETag (else Last-Modified) an HTTP server pinned; undefined for local files. */
+  sourceVersion(): string | undefined {
+    const v = (this.source.inner as Partial<HttpSource>).validator;
+    return v?.etag ?? v?.lastModified;
+  }
+
   /** Requests and bytes so far: HTTP counters when remote, reads when local. */
   stats(): TransferStats {
     const inner = this.source.inner as Partial<HttpSource>;
@@ -300,7 +314,7 @@ export class CosiImage {
       const [at, o] = this.where(image, opts);
       const frames = await framesOf(this.source, image, at);
       if (frames) {
-        await pumpFramed(this.source, image, at, frames, o, { threads: this.decodeThreads, target: direct, onWritten: (r) => (sink as ChunkSink).wrote!(r) });
+        await pumpFramed(this.source, image, at, frames, o, { threads: this.decodeThreads, target: direct, onWritten: (r) => (sink as ChunkSink).wrote!(r), resume: opts.resume });
         return { frames: frames.filter((f) => f.decompressedSize > 0).length, lanes: this.decodeThreads };
       }
     }

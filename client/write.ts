@@ -74,10 +74,12 @@ export interface PartitionResult {
   /** Set when the image's seek table let its frames decode in parallel: zstd frames, and lanes decoding them. */
   frames?: number;
   lanes?: number;
+  /** --resume: seek-table entries an earlier, interrupted run had already written (0: started from the first). */
+  resumedFrom?: number;
 }
 
 /** What a result says about the partition itself, the same in partition and disk mode. */
-function describe(p: PartitionInfo, output: string, outputKind: 'file' | 'device', offset: number, partitionSize: number | undefined) {
+export function describe(p: PartitionInfo, output: string, outputKind: 'file' | 'device', offset: number, partitionSize: number | undefined) {
   return {
     path: p.path,
     label: labelOf(p),
@@ -118,7 +120,7 @@ export function defaultFileName(p: PartitionInfo, all: PartitionInfo[]): string 
   return basename(p.path).replace(/\.(raw)?\.?zst$/i, '') + '.img';
 }
 
-function checkFits(p: PartitionInfo): void {
+export function checkFits(p: PartitionInfo): void {
   if (p.gptPartition && p.image.uncompressedSize > p.gptPartition.size) {
     throw new CosiError(
       'COSI_ERR_INVALID',
@@ -179,7 +181,7 @@ async function copyInto(srcPath: string, length: number, dst: FileHandle, offset
   }
 }
 
-function progressItem(p: PartitionInfo) {
+export function progressItem(p: PartitionInfo) {
   return { path: p.path, label: labelOf(p), total: p.image.uncompressedSize, compressedTotal: p.image.compressedSize };
 }
 

@@ -22,8 +22,8 @@ export const SEEK_FOOTER_SIZE = 9;
 /** The reference library's limits: more frames or larger frames are refused there, so here too. */
 export const MAX_SEEK_FRAMES = 0x8000000;
 export const MAX_FRAME_DECOMPRESSED = 1 << 30;
-/** One small read of an entry's end finds a table of up to this many bytes (about 8,000 frames); larger ones take a second read. */
-export const SEEK_TAIL_READ = 64 << 10;
+/** One small read of an entry's end finds a table of up to this many bytes (500 frames: 32 GiB in 64 MiB frames); larger ones take a second read. */
+export const SEEK_TAIL_READ = 4 << 10;
 
 export interface SeekEntry {
   compressedSize: number;
