@@ -25,7 +25,7 @@ import { selectPartition } from '../shared/format/select.js';
 import type { ValidationIssue } from '../shared/format/validate.js';
 import type { ByteSource } from '../shared/transport/source.js';
 import { readTarIndex } from '../shared/format/tar.js';
-import { canDecodeInWorker, createZstdSink, zstdBackend, type SeekFrame } from '../shared/zstd/index.js';
+import { canDecodeInWorker, createZstdSink, decodeFrameRange, readSeekTable, zstdBackend, type SeekFrame } from '../shared/zstd/index.js';
 import { CachedSource } from './cached-source.js';
 import { framesOf, pumpFramed, type ResumeRun } from './framed-pump.js';
 import { asWritable, CHUNK_SINK, isChunkSink, type ChunkSink } from './chunk-sink.js';
@@ -258,6 +258,27 @@ export class CosiImage {
   async seekFrames(image: ImageFile): Promise<SeekFrame[] | undefined> {
     const [at] = this.where(image, {});
     return this.decodeThreads > 0 ? framesOf(this.source, image, at) : undefined;
+  }
+
+  /**
+   * Bytes [offset, offset+length) of a framed image's decompressed content,
+   * decoding only the frames that cover them (each checked by its zstd
+   * checksum; the image's SHA-384 covers the whole entry, so it cannot vouch
+   * for a part). An image without a seek table is COSI_ERR_UNSUPPORTED.
+   */
+  async readUncompressed(image: ImageFile, offset: number, length: number): Promise<Buffer> {
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > image.uncompressedSize) {
+      throw new CosiError('COSI_ERR_USAGE', `${image.path}: bytes ${offset}+${length} are outside its ${image.uncompressedSize} decompressed bytes`);
+    }
+    if (length === 0) return Buffer.alloc(0);
+    const [at] = this.where(image, {});
+    const seek = await readSeekTable(this.source, at, image);
+    if (!seek) {
+      throw new CosiError('COSI_ERR_UNSUPPORTED', `${image.path} has no seek table: only framed images (cosi-pack --frame-size, cosi-pack reframe) can be read at an offset; stream() reads it whole`);
+    }
+    const chunks: Buffer[] = [];
+    for await (const c of decodeFrameRange((o, l) => this.source.stream(at.dataOffset + o, l), seek.frames, this.maxWindowLog, offset, offset + length - 1)) chunks.push(c as Buffer);
+    return Buffer.concat(chunks);
   }
 
   /** What identifies the archive's version at its source: the ETag (else Last-Modified) an HTTP server pinned; undefined for local files. */

@@ -141,7 +141,7 @@ export function checkSeekTable(table: SeekTable, image: { path: string; compress
  * Undefined when the entry does not end with a seekable footer.
  */
 export async function readSeekTable(
-  src: ByteSource,
+  src: Pick<ByteSource, 'read'>,
   entry: { dataOffset: number },
   image: { path: string; compressedSize: number; uncompressedSize: number },
 ): Promise<{ table: SeekTable; frames: SeekFrame[] } | undefined> {
