@@ -20,7 +20,7 @@ import { createSHA384 } from 'hash-wasm';
 import { CosiError, isCosiError } from '../shared/errors.js';
 import type { PartitionInfo } from '../shared/format/metadata.js';
 import type { CosiImage } from './image.js';
-import { isBlockDevice } from './output.js';
+import { isBlockDevice, keepOnInterrupt } from './output.js';
 import { checkFits, describe, progressItem, writePartition, type PartitionResult, type WriteOptions } from './write.js';
 
 const JOURNAL_VERSION = 1;
@@ -84,6 +84,8 @@ export async function writePartitionResumable(img: CosiImage, p: PartitionInfo, 
     uncompressedSize: p.image.uncompressedSize,
     entries: frames.length,
   };
+  // A journal being rewritten when the last run died.
+  await unlink(`${names.journal}.tmp`).catch(() => undefined);
   const found = await readJournal(names.journal);
   let journal = found && sameIdentity(found, identity) ? found : undefined;
   const hasher = await createSHA384();
@@ -110,6 +112,7 @@ export async function writePartitionResumable(img: CosiImage, p: PartitionInfo, 
   if (start > 0) progress?.compressed(p.path, frames[start - 1]!.compressedOffset + frames[start - 1]!.compressedSize);
   let ok = false;
   let holes = 0;
+  const unkeep = keepOnInterrupt(outPath, `${names.journal}.tmp`);
   const checkpoints = new Checkpoints(fh!, names.journal, identity);
   try {
     const report = await img.pump(
@@ -155,6 +158,7 @@ export async function writePartitionResumable(img: CosiImage, p: PartitionInfo, 
     }
     throw err;
   } finally {
+    unkeep();
     progress?.end(p.path, ok);
   }
 }

@@ -166,6 +166,29 @@ test('without --resume an interrupt leaves nothing, as before', async () => {
   assert.deepEqual(await readdir(dir), []);
 });
 
+test('SIGINT with --resume keeps the partial output and its journal, and says so', async () => {
+  const dir = await fresh();
+  stallAfter = 200_000;
+  const child = spawn(process.execPath, [FETCH_CLI, '--partition', 'root', '-o', join(dir, 'root.img'), '--resume', '-q', url], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+  try {
+    for (let i = 0; i < 100 && !(await journalOf(dir)); i++) await sleep(100);
+    child.kill('SIGINT');
+    assert.equal(await exited, 130);
+  } finally {
+    stallAfter = undefined;
+    child.kill('SIGKILL');
+  }
+  assert.match(stderr, /interrupted by SIGINT .*the partial .*root\.img was kept: run the same command again to continue/);
+  assert.deepEqual((await readdir(dir)).sort(), ['.root.img.cosi-journal.json', '.root.img.cosi-partial']);
+  const r = await runFetch(['--partition', 'root', '-o', join(dir, 'root.img'), '--resume', '--json', '-q', url]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.ok(JSON.parse(r.stdout).partitions[0].resumedFrom > 0);
+  assert.equal(await sha256(join(dir, 'root.img')), rootSha);
+});
+
 test('--resume refuses --disk', async () => {
   const r = await runFetch(['--disk', '-o', join(await fresh(), 'd.img'), '--resume', url]);
   assert.equal(r.code, 2);
