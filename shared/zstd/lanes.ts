@@ -27,6 +27,7 @@ import { Writable } from 'node:stream';
 import { CosiError } from '../errors.js';
 import { TargetWriter, type WriteReport, type WriteTarget } from '../transport/positional-write.js';
 import { zstdProgram } from './backends.js';
+import { childOutput } from './child-output.js';
 import { FrameScanner, readFrameHeader } from './frame.js';
 import { DecodePolicy } from './policy.js';
 import { seekTableError, type SeekFrame } from './seek-table.js';
@@ -65,7 +66,8 @@ const FILLER = (() => {
 })();
 
 class Lane {
-  readonly child: ChildProcessByStdio<WritableType, Readable, Readable>;
+  readonly child: ChildProcessByStdio<WritableType, Readable | null, Readable>;
+  private readonly stdout: Readable;
   /** Frames sent, not yet fully decoded, in order; `out` counts each one's output. */
   private readonly queue: Array<{ frame: SeekFrame; out: number }> = [];
   private stderr = '';
@@ -74,18 +76,23 @@ class Lane {
   private waiters: Array<() => void> = [];
 
   constructor(private readonly sink: FramedSink, bin: string, maxWindowLog: number) {
-    this.child = spawn(bin, ['-d', '-c', '-q', `--memory=${2 ** maxWindowLog}`], { stdio: ['pipe', 'pipe', 'pipe'] });
-    if (!this.child.stdin || !this.child.stdout || !this.child.stderr) {
+    const out = childOutput();
+    this.child = spawn(bin, ['-d', '-c', '-q', `--memory=${2 ** maxWindowLog}`], { stdio: ['pipe', out.stdio, 'pipe'] }) as typeof this.child;
+    if (!this.child.stdin || !this.child.stderr || (out.stdio === 'pipe' && !this.child.stdout)) {
+      out.abandon();
       this.child.once('error', () => {});
       throw new CosiError('COSI_ERR_IO', `cannot start ${bin}: no file descriptors or processes left; retry later`);
     }
     this.child.stdin.on('error', () => {});
     this.child.stdin.on('drain', () => this.wake());
     this.child.stderr.setEncoding('utf8').on('data', (s: string) => (this.stderr = (this.stderr + s).slice(-STDERR_KEEP)));
-    this.child.stdout.on('data', (b: Buffer) => this.output(b));
-    this.exited = new Promise((resolve) => {
+    this.stdout = out.start(this.child.stdout, (b) => this.output(b));
+    // The output may still be in flight when the process is gone: a lane is over once both are.
+    const drained = new Promise<void>((resolve) => this.stdout.once('close', () => resolve()));
+    const exited = new Promise<number | null>((resolve) => {
       this.child.once('error', (err) => {
         this.fail(new CosiError('COSI_ERR_UNSUPPORTED', `cannot run ${bin}: ${(err as NodeJS.ErrnoException).code ?? err.message}`));
+        this.stdout.destroy();
         resolve(null);
       });
       this.child.once('close', (code) => {
@@ -94,6 +101,7 @@ class Lane {
         resolve(code);
       });
     });
+    this.exited = Promise.all([exited, drained]).then(([code]) => code);
   }
 
   /** Queued input bytes the process has not taken yet. */
@@ -124,6 +132,7 @@ class Lane {
 
   kill(): void {
     this.child.kill('SIGKILL');
+    this.stdout.destroy();
   }
 
   private output(b: Buffer): void {
