@@ -4,6 +4,7 @@
  *   9a/9b: the root fetched by cosi-fetch (--threads 2, --threads 1) against
  *          the native pipeline on the same framed file, from nginx, rounds
  *          alternating; CPU seconds per GiB decoded for each;
+ *   9e/9f: the same on Node 22 (node:zlib lanes in worker threads), when it is there;
  *   9c:    the archive's size against the one-frame archive;
  *   9d:    a --resume fetch stalled at 50% of the root and killed with
  *          SIGKILL, then run again: bytes fetched twice, against one frame.
@@ -69,10 +70,14 @@ export async function framedComparisons(ctx: FetchContext): Promise<{ rows: Row[
     const hashFile = join(ctx.outDir, 'framed-native.sha384');
     const native = (out: string) => ['-c', `set -e -o pipefail; curl -sf -r ${root.start}-${root.end} ${q(url)} | tee >(sha384sum > ${q(hashFile)}) | zstd -d -q -f -o ${q(out)}; wait`];
     const ours = (threads: number, out: string) => [CLIENT_CLI, '--partition', 'root', '-o', out, '--threads', String(threads), '--progress', 'none', '-q', url];
-    const contenders: Array<[string, (out: string) => Promise<{ wall: number; cpu: number }>]> = [
+    type Contender = [string, (out: string) => Promise<{ wall: number; cpu: number }>];
+    const node22 = tools.node22;
+    const contenders: Contender[] = [
       ['native', (out) => cpuTimed('bash', native(out))],
       ['threads-2', (out) => cpuTimed(tools.node20, ours(2, out))],
       ['threads-1', (out) => cpuTimed(tools.node20, ours(1, out))],
+      // Node 22 decodes the lanes with node:zlib in worker threads instead of zstd processes.
+      ...(node22 ? ([['node22-threads-2', (out) => cpuTimed(node22, ours(2, out))], ['node22-threads-1', (out) => cpuTimed(node22, ours(1, out))]] satisfies Contender[]) : []),
     ];
     const wall = new Map<string, number[]>(contenders.map(([n]) => [n, []]));
     const cpu = new Map<string, number[]>(contenders.map(([n]) => [n, []]));
@@ -99,18 +104,21 @@ export async function framedComparisons(ctx: FetchContext): Promise<{ rows: Row[
     const nat = summarize(wall.get('native')!);
     extra.framedTimes = Object.fromEntries(wall);
     extra.framedCpuSecondsPerGiB = Object.fromEntries(contenders.map(([n]) => [n, cpuPerGiB(n)]));
-    for (const [id, name, target] of [['9a', 'threads-2', '<= 0.8'], ['9b', 'threads-1', 'info']] as const) {
+    const rowsOf = [['9a', 'threads-2', '<= 0.8'], ['9b', 'threads-1', 'info'], ['9e', 'node22-threads-2', '<= 0.8'], ['9f', 'node22-threads-1', 'info']] as const;
+    for (const [id, name, target] of rowsOf) {
+      if (!wall.has(name)) continue;
+      const on22 = name.startsWith('node22');
       const s = summarize(wall.get(name)!);
       const ratio = s.median / nat.median;
       rows.push({
         id,
-        what: `framed root (${fmtBytes(root.compressedSize)} -> ${fmtBytes(root.uncompressedSize)}, ${RECOMMENDED_FRAME / MiB} MiB frames) from nginx, cosi-fetch --${name.replace('-', ' ')} (Node 20, zstd lanes)`,
+        what: `framed root (${fmtBytes(root.compressedSize)} -> ${fmtBytes(root.uncompressedSize)}, ${RECOMMENDED_FRAME / MiB} MiB frames) from nginx, cosi-fetch --${name.replace('node22-', '').replace('-', ' ')} (${on22 ? 'Node 22, node:zlib lanes in worker threads' : 'Node 20, zstd program lanes'})`,
         measurement: `${fmtSeconds(s)}, ${cpuPerGiB(name).toFixed(2)} CPU s/GiB`,
         baseline: `curl | tee >(sha384sum) | zstd -d on the same file ${fmtSeconds(nat)}, ${cpuPerGiB('native').toFixed(2)} CPU s/GiB`,
         ratio,
         target,
         status: target === 'info' ? 'INFO' : passIf(ratio <= 0.8),
-        notes: id === '9a' ? `2 cores shared with other work; with N lanes the decode scales until the main thread's SHA-384 and writes (or the network) limit it` : undefined,
+        notes: target !== 'info' ? `2 cores shared with other work; with N lanes the decode scales until the main thread's SHA-384 and input copies (or the network) limit it` : undefined,
       });
     }
     const size = (await stat(framed.cosi)).size;

@@ -125,6 +125,11 @@ export class TargetWriter {
     this.report.bytes += chunk.length;
   }
 
+  /** The next put() lands `offset` bytes past the target's position (a framed image's lane jumps between its frames). */
+  moveTo(offset: number): void {
+    this.written = offset;
+  }
+
   /** The counts since the last take(), reset. */
   take(): WriteReport {
     const r = { ...this.report };

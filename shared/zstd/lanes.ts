@@ -29,7 +29,9 @@ import { TargetWriter, type WriteReport, type WriteTarget } from '../transport/p
 import { zstdProgram } from './backends.js';
 import { childOutput } from './child-output.js';
 import { FrameScanner, readFrameHeader } from './frame.js';
-import { DecodePolicy } from './policy.js';
+import { DecodePolicy, zstdBackend } from './policy.js';
+import { canDecodeInWorker } from './sink.js';
+import { WorkerLane, type DecodeLane, type LaneOwner } from './worker-lane.js';
 import { seekTableError, type SeekFrame } from './seek-table.js';
 
 export interface FramedSinkOptions {
@@ -44,9 +46,20 @@ export interface FramedSinkOptions {
   onFrameDone?: (index: number) => void;
 }
 
-/** Whether framed images can be decoded in lanes here (the zstd program is installed). */
+/**
+ * What the lanes decode with: node:zlib in worker threads where the runtime
+ * has it, else the zstd program in child processes; none with fzstd (forced
+ * by COSI_ZSTD_DECODER, or no zstd program on Node 20).
+ */
+function laneKind(): 'node' | 'zstd' | undefined {
+  const b = zstdBackend();
+  if (b === 'node' && canDecodeInWorker('node')) return 'node';
+  return b !== 'fzstd' && zstdProgram() !== undefined ? 'zstd' : undefined;
+}
+
+/** Whether framed images can be decoded in lanes here. */
 export function canDecodeInLanes(): boolean {
-  return zstdProgram() !== undefined;
+  return laneKind() !== undefined;
 }
 
 const STDERR_KEEP = 2048;
@@ -65,7 +78,7 @@ const FILLER = (() => {
   return b;
 })();
 
-class Lane {
+class ProcessLane implements DecodeLane {
   readonly child: ChildProcessByStdio<WritableType, Readable | null, Readable>;
   private readonly stdout: Readable;
   /** Frames sent, not yet fully decoded, in order; `out` counts each one's output. */
@@ -115,6 +128,10 @@ class Lane {
 
   send(piece: Buffer): void {
     this.child.stdin.write(piece);
+  }
+
+  endFrame(): void {
+    this.child.stdin.write(FILLER);
   }
 
   /** Resolves once the backlog is at most `max` bytes, or the lane failed. */
@@ -175,9 +192,9 @@ class Lane {
   }
 }
 
-export class FramedSink extends Writable {
+export class FramedSink extends Writable implements LaneOwner {
   readonly label: string;
-  private readonly lanes: Lane[] = [];
+  private readonly lanes: DecodeLane[] = [];
   private readonly policy: DecodePolicy;
   /** Input a lane may hold queued: one whole compressed frame. */
   private readonly backlogMax: number;
@@ -185,7 +202,7 @@ export class FramedSink extends Writable {
   private index = 0;
   private dealt = 0;
   private head: Buffer = Buffer.alloc(0);
-  private lane: Lane | undefined;
+  private lane: DecodeLane | undefined;
   private skippable = false;
   private scanner: FrameScanner | undefined;
   private failure: Error | undefined;
@@ -197,10 +214,13 @@ export class FramedSink extends Writable {
     this.pos = opts.frames[0]?.compressedOffset ?? 0;
     this.policy = new DecodePolicy({ maxWindowLog: opts.maxWindowLog, backend: 'zstd' });
     this.backlogMax = Math.max(1 << 20, ...opts.frames.map((f) => f.compressedSize));
+    const kind = laneKind();
     const bin = zstdProgram();
-    if (!bin) throw new CosiError('COSI_ERR_UNSUPPORTED', 'the zstd program is not on PATH; install zstd for parallel decode');
+    if (!kind || (kind === 'zstd' && !bin)) throw new CosiError('COSI_ERR_UNSUPPORTED', 'framed images decode in lanes with node:zlib (Node >= 22.15) or the zstd program; install zstd');
     try {
-      for (let i = 0; i < Math.max(1, opts.threads); i++) this.lanes.push(new Lane(this, bin, opts.maxWindowLog));
+      for (let i = 0; i < Math.max(1, opts.threads); i++) {
+        this.lanes.push(kind === 'node' ? new WorkerLane(this, { target: opts.target, maxWindowLog: opts.maxWindowLog, backlogMax: this.backlogMax }) : new ProcessLane(this, bin!, opts.maxWindowLog));
+      }
     } catch (err) {
       for (const l of this.lanes) l.kill();
       throw err;
@@ -257,7 +277,7 @@ export class FramedSink extends Writable {
   private endFrame(f: SeekFrame): void {
     if (!this.lane && !this.skippable) throw this.lie(f, `is too short to hold a frame header (${f.compressedSize} bytes)`);
     if (this.scanner && !this.scanner.atBoundary) throw this.lie(f, 'ends inside its frame');
-    this.lane?.send(FILLER);
+    this.lane?.endFrame();
     if (this.skippable) this.frameDone(f);
     this.lane = undefined;
     this.skippable = false;
@@ -271,6 +291,10 @@ export class FramedSink extends Writable {
     const w = new TargetWriter({ ...t, position: t.position + f.decompressedOffset + at, limit: undefined });
     w.put(bytes);
     this.opts.onWritten(w.take());
+  }
+
+  wrote(r: WriteReport): void {
+    this.opts.onWritten(r);
   }
 
   frameDone(f: SeekFrame): void {

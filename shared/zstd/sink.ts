@@ -110,7 +110,7 @@ function spawn(): Worker {
   return w;
 }
 
-function acquire(): Worker {
+export function acquire(): Worker {
   const w = idle.pop() ?? spawn();
   w.removeAllListeners();
   w.ref();
@@ -148,7 +148,7 @@ const STOP_GRACE_MS = 5000;
  * worker still busy after the grace time is terminated. Any exception it had
  * queued is dropped: its decode is over.
  */
-function stop(w: Worker): Promise<void> {
+export function stop(w: Worker): Promise<void> {
   w.removeAllListeners();
   w.on('error', () => undefined);
   const exited = new Promise<void>((resolve) => w.once('exit', () => resolve()));

@@ -30,8 +30,12 @@ export type ToWorker =
       /** Decoded bytes go to the ring, or with `target` to that file. */
       out: { ring: SharedArrayBuffer; slot: number } | { target: WriteTarget; cap?: number };
     }
-  /** The next input bytes begin a frame. */
-  | { op: 'frame' }
+  /**
+   * The next input bytes begin a frame. With `at` (target mode: a framed
+   * image's lane), its output goes `at` bytes past the target's position and
+   * may be at most `size` bytes.
+   */
+  | { op: 'frame'; at?: number; size?: number }
   | { op: 'in'; slot: number; len: number }
   /** All of the current frame's bytes have been sent; `checksum` is the stored one, when it has one. */
   | { op: 'end'; checksum?: number }
@@ -84,6 +88,8 @@ interface Output {
   /** Hands on what was produced (at a frame's end: nothing may span frames). */
   ship(): void;
   free(slot: number): void;
+  /** Target mode: the next frame's output goes at `at`, at most `size` bytes of it. */
+  place?(at: number, size: number): void;
 }
 
 /** Slots of the shared ring, each lent to the other side until it frees it. */
@@ -149,6 +155,8 @@ class FileOutput implements Output {
   private len = 0;
   private total = 0;
   private unreported = 0;
+  /** Output the current frame may still give (place()), else unlimited. */
+  private frameLeft = Infinity;
   private readonly writer: TargetWriter;
 
   constructor(target: WriteTarget, private readonly cap: number | undefined) {
@@ -175,14 +183,21 @@ class FileOutput implements Output {
 
   free(): void {}
 
+  place(at: number, size: number): void {
+    this.flush();
+    this.writer.moveTo(at);
+    this.frameLeft = size;
+  }
+
   private flush(): void {
     if (this.len === 0) return;
     // The other side counts every byte too, but only after it is written: a bomb is stopped here.
-    if (this.cap !== undefined && this.total + this.len > this.cap) {
+    if ((this.cap !== undefined && this.total + this.len > this.cap) || this.len > this.frameLeft) {
       if (this.unreported > 0) this.report();
       throw new OverCap(this.len);
     }
     this.writer.put(this.buf.subarray(0, this.len));
+    this.frameLeft -= this.len;
     this.total += this.len;
     this.unreported += this.len;
     this.len = 0;
@@ -236,6 +251,7 @@ class Session {
         stopIfAsked();
         const m = this.queue[0]!;
         if (m.op === 'frame') {
+          if (m.at !== undefined) this.out.place!(m.at, m.size ?? Infinity);
           this.frame = this.o.backend === 'node' ? new NodeFrame(this, (this.zstd ??= new NodeStream(this.o.maxWindowLog))) : new FzstdFrame(this);
         } else if (m.op === 'in') {
           const input = this.inView.subarray(m.slot * this.inSlot, m.slot * this.inSlot + m.len);
