@@ -1,21 +1,25 @@
 /**
  * Parallel decode of a framed image: a Writable of the entry's compressed
  * bytes, in order (after the SHA-384 tap), that deals each zstd frame the seek
- * table lists to one of N decode lanes in turn and writes each lane's output
- * at its frame's offset of the target.
+ * table lists to one of N decode lanes in turn; each frame's output is
+ * written at its offset of the target.
  *
- * A lane is one zstd program process that decodes all of its frames back to
- * back: libzstd keeps its context and window across frames, where a decoder
- * per frame paid for a fresh window each time (19 processes for 19 frames
- * took 3.4x one process's time here). node:zlib cannot do that (it stops at a
- * frame's end), so the lanes are processes on every runtime, and an image is
- * decoded this way only where the zstd program is installed.
+ * A lane decodes all of its frames back to back with one libzstd context,
+ * keeping its window across frames (a decoder per frame paid for a fresh
+ * window each time: 3 zstd processes for 3 frames took 2.5x one process's
+ * time here, the fresh memory's page faults being costly on this VM). Where
+ * the runtime has node:zlib's zstd (Node >= 22.15) a lane is a worker thread
+ * that decodes and writes each frame at its offset itself (worker-lane.ts);
+ * else it is a zstd program process whose output this thread reads into one
+ * reused buffer (child-output.ts) and writes.
  *
- * Memory: each lane may hold up to one whole compressed frame of input queued
- * (so the next lane can start on the next frame while this one decodes), and
- * its process holds one frame window (at most the frame's size). Bound:
- * threads x (largest compressed frame + largest frame's window) + 64 KiB
- * pipe reads; 64 MiB frames at 4:1 on 2 threads: 2 x (16 + 64) MiB.
+ * Memory: with two lanes or more, each may hold up to one whole compressed
+ * frame of input queued (so the next lane can start on the next frame while
+ * this one decodes; a single lane queues 2 MiB), and
+ * its decoder holds one frame window (at most the frame's size). Bound:
+ * threads x (largest compressed frame + 2 MiB of input slots + largest
+ * frame's window) + a 64 KiB read buffer and a 256 KiB write buffer per lane;
+ * 64 MiB frames at 4:1 on 2 threads: 2 x (16 + 2 + 64) MiB.
  *
  * Every frame's placement is checked: its header's window against
  * maxWindowLog, its declared content size against the table, exactly one
@@ -63,6 +67,9 @@ export function canDecodeInLanes(): boolean {
 }
 
 const STDERR_KEEP = 2048;
+
+/** Input queued for the only lane (--threads 1). */
+const SINGLE_LANE_BACKLOG = 2 << 20;
 
 /**
  * The zstd program reads its input in whole 128 KiB buffers, so the tail of
@@ -213,7 +220,8 @@ export class FramedSink extends Writable implements LaneOwner {
     // A resumed fetch starts at a later frame.
     this.pos = opts.frames[0]?.compressedOffset ?? 0;
     this.policy = new DecodePolicy({ maxWindowLog: opts.maxWindowLog, backend: 'zstd' });
-    this.backlogMax = Math.max(1 << 20, ...opts.frames.map((f) => f.compressedSize));
+    // One lane has no other lane to let start: a short queue keeps its input ring small (fresh memory is costly here).
+    this.backlogMax = opts.threads > 1 ? Math.max(1 << 20, ...opts.frames.map((f) => f.compressedSize)) : SINGLE_LANE_BACKLOG;
     const kind = laneKind();
     const bin = zstdProgram();
     if (!kind || (kind === 'zstd' && !bin)) throw new CosiError('COSI_ERR_UNSUPPORTED', 'framed images decode in lanes with node:zlib (Node >= 22.15) or the zstd program; install zstd');
