@@ -138,12 +138,13 @@ export class AzureBackend implements StoreBackend {
     for (;;) {
       let page: IteratorResult<import('@azure/storage-blob').ContainerListBlobFlatSegmentResponse>;
       try {
-        this.listRequests++;
         page = await pages.next();
       } catch (err) {
         throw failure(err, `${this.display(prefix)}: listing failed`);
       }
+      // The iterator's last next() only says it is done: no request behind it.
       if (page.done) return;
+      this.listRequests++;
       for (const b of page.value.segment.blobItems) {
         const size = b.properties.contentLength;
         if (size === undefined || !b.properties.etag) continue;
