@@ -97,7 +97,9 @@ async function launch(args: (port: number, dir: string) => string[], prefix: str
 
 export async function startS3(): Promise<Emulator> {
   const bin = join(REPO, 'node_modules', 's3rver', 'bin', 's3rver.js');
-  const { child, port, dir } = await launch((p, d) => [bin, '-d', d, '-a', '127.0.0.1', '-p', String(p), '--silent', '--no-vhost-buckets'], 'cosi-s3rver-');
+  // s3rver encrypts ListObjectsV2 continuation tokens with DES, which OpenSSL 3 keeps in its legacy provider:
+  // without it every listing that needs a second page fails with 500.
+  const { child, port, dir } = await launch((p, d) => ['--openssl-legacy-provider', bin, '-d', d, '-a', '127.0.0.1', '-p', String(p), '--silent', '--no-vhost-buckets'], 'cosi-s3rver-');
   const endpoint = `http://127.0.0.1:${port}`;
   const env = { ...baseEnv(), AWS_ACCESS_KEY_ID: S3_KEY_ID, AWS_SECRET_ACCESS_KEY: S3_SECRET, AWS_REGION: 'us-east-1', AWS_ENDPOINT_URL: endpoint };
   const { S3Client, CreateBucketCommand, PutObjectCommand } = await import('@aws-sdk/client-s3');

@@ -124,7 +124,7 @@ export class AzureBackend implements StoreBackend {
     }
   }
 
-  async *list(prefix: string): AsyncGenerator<StoreObject> {
+  async *list(prefix: string, pageSize = 5000): AsyncGenerator<StoreObject> {
     const sdk = this.sdk;
     const base = `${this.acct.endpoint}/${this.container}${this.acct.sas ? `?${this.acct.sas}` : ''}`;
     const options = { retryOptions: { maxTries: 3, retryDelayInMs: 300, maxRetryDelayInMs: 3000, tryTimeoutInMs: 30_000 } };
@@ -134,7 +134,7 @@ export class AzureBackend implements StoreBackend {
     } catch (err) {
       throw failure(err, `${this.display(prefix)}: bad account settings`);
     }
-    const pages = client.listBlobsFlat(prefix ? { prefix } : {}).byPage({ maxPageSize: 5000 });
+    const pages = client.listBlobsFlat(prefix ? { prefix } : {}).byPage({ maxPageSize: pageSize });
     for (;;) {
       let page: IteratorResult<import('@azure/storage-blob').ContainerListBlobFlatSegmentResponse>;
       try {

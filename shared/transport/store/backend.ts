@@ -18,8 +18,8 @@ export interface StoreObject {
 export interface StoreBackend {
   /** A plain https URL whose GET (with Range) reads `key`, good for `ttlSeconds`; unsigned for anonymous access. */
   signedUrl(key: string, ttlSeconds: number): Promise<string>;
-  /** Every object under `prefix`, page by page (the store's pages: 1,000 or 5,000 keys each). */
-  list(prefix: string): AsyncGenerator<StoreObject>;
+  /** Every object under `prefix`, page by page (by default the store's largest pages: 1,000 keys on S3, 5,000 on Azure). */
+  list(prefix: string, pageSize?: number): AsyncGenerator<StoreObject>;
   /** Requests made by list() so far. */
   readonly listRequests: number;
   /** Whether credentials were found; false means anonymous reads of public objects. */

@@ -102,13 +102,13 @@ export class S3Backend implements StoreBackend {
       : `https://${this.bucket}.s3.${this.region}.amazonaws.com/${k}`;
   }
 
-  async *list(prefix: string): AsyncGenerator<StoreObject> {
+  async *list(prefix: string, pageSize?: number): AsyncGenerator<StoreObject> {
     let token: string | undefined;
     do {
       let page: import('@aws-sdk/client-s3').ListObjectsV2CommandOutput;
       try {
         this.listRequests++;
-        page = await this.client.send(new this.sdk.ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix || undefined, ContinuationToken: token }));
+        page = await this.client.send(new this.sdk.ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix || undefined, ContinuationToken: token, MaxKeys: pageSize }));
       } catch (err) {
         throw failure(err, `s3://${this.bucket}/${encodeKey(prefix)}: listing failed`);
       }
