@@ -14,6 +14,7 @@ import { indexingComparisons } from './indexing.js';
 import { loadComparisons } from './load.js';
 import { markdown, withEarlierRows, writeResults, type Row } from './report.js';
 import { soakComparisons } from './soak.js';
+import { storeComparisons } from './store.js';
 import { findTools, nodeVersion, parseOptions, sh, wants } from './util.js';
 import { indexWorkload, mainRecipe, packedWorkload, sparseRecipe } from './workload.js';
 
@@ -26,7 +27,7 @@ log(`node20 ${process.version}, node22 ${tools.node22 ? nodeVersion(tools.node22
 
 // Comparison 8 measures the server's own state, which the archive's size does not change: it
 // always serves the small workload, and the full one is built only for the comparisons that need it.
-const needMain = [1, 2, 3, 4, 5, 6, 7].some((n) => wants(opts, n));
+const needMain = [1, 2, 3, 4, 5, 6, 7, 9].some((n) => wants(opts, n));
 const main = await packedWorkload(opts.cacheDir, mainRecipe(opts.quick || !needMain), log);
 const small = wants(opts, 8) && main.name !== mainRecipe(true).name ? await packedWorkload(opts.cacheDir, mainRecipe(true), log) : main;
 const needSparse = wants(opts, 3) || wants(opts, 6);
@@ -69,6 +70,11 @@ try {
     const r = await wireComparison(ctx);
     rows.push(...r.rows);
     extra.wire = r.extra;
+  }
+  if (wants(opts, 9)) {
+    const r = await storeComparisons(opts, tools, await indexWorkload(opts.cacheDir, log), main, outDir, log);
+    rows.push(...r.rows);
+    extra.store = r.extra;
   }
   if (wants(opts, 8)) {
     const r = await soakComparisons(opts, tools.node22 ?? tools.node20, small, log);

@@ -46,7 +46,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
       .filter(Boolean)
       .map(Number),
   );
-  for (const n of set) if (!Number.isInteger(n) || n < 1 || n > 8) throw new Error(`--only: comparisons are 1..8, got ${n}`);
+  for (const n of set) if (!Number.isInteger(n) || n < 1 || n > 9) throw new Error(`--only: comparisons are 1..9, got ${n}`);
   const r = rounds ?? (quick ? 2 : 5);
   if (!Number.isInteger(r) || r < 1) throw new Error(`--rounds must be a positive integer`);
   return {

@@ -7,7 +7,8 @@
  * a temporary directory; every upload goes through the vendors' SDKs.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -103,7 +104,15 @@ export async function startS3(): Promise<Emulator> {
   const endpoint = `http://127.0.0.1:${port}`;
   const env = { ...baseEnv(), AWS_ACCESS_KEY_ID: S3_KEY_ID, AWS_SECRET_ACCESS_KEY: S3_SECRET, AWS_REGION: 'us-east-1', AWS_ENDPOINT_URL: endpoint };
   const { S3Client, CreateBucketCommand, PutObjectCommand } = await import('@aws-sdk/client-s3');
-  const client = new S3Client({ endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: S3_KEY_ID, secretAccessKey: S3_SECRET } });
+  // Checksums only when required: a streamed body otherwise goes up aws-chunked, and s3rver keeps
+  // that as the object's Content-Encoding (S3 itself strips it), which no range reader may accept.
+  const client = new S3Client({
+    endpoint,
+    region: 'us-east-1',
+    forcePathStyle: true,
+    credentials: { accessKeyId: S3_KEY_ID, secretAccessKey: S3_SECRET },
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+  });
   const made = new Set<string>();
   return {
     endpoint,
@@ -116,8 +125,10 @@ export async function startS3(): Promise<Emulator> {
         });
         made.add(bucket);
       }
-      const body = typeof file === 'string' ? await readFile(file) : file;
-      await client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body }));
+      // Files are streamed (a bench archive may be larger than we want in memory).
+      const body = typeof file === 'string' ? createReadStream(file) : file;
+      const length = typeof file === 'string' ? (await stat(file)).size : file.length;
+      await client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, ContentLength: length }));
     },
     kill: () => child.kill('SIGKILL'),
     stop: stopper(child, dir),
@@ -146,8 +157,8 @@ export async function startAzurite(): Promise<Emulator> {
         await c.createIfNotExists();
         made.add(container);
       }
-      const body = typeof file === 'string' ? await readFile(file) : file;
-      await c.getBlockBlobClient(key).uploadData(body);
+      if (typeof file === 'string') await c.getBlockBlobClient(key).uploadFile(file);
+      else await c.getBlockBlobClient(key).uploadData(file);
     },
     kill: () => child.kill('SIGKILL'),
     stop: stopper(child, dir),
