@@ -94,6 +94,15 @@ describe('credentials', () => {
     assert.ok(!r.stderr.includes(S3_SECRET + '&') && !/X-Amz-Signature/i.test(r.stderr));
   });
 
+  test('s3: no credentials anywhere reads unsigned (public objects), path-style on a custom endpoint', async () => {
+    // s3rver enforces no ACLs, so this shows the unsigned path works; refusals are shown on Azurite below.
+    const env = { ...baseEnv(), AWS_ENDPOINT_URL: s3.endpoint };
+    const dir = await fresh();
+    const r = await runFetch(['-p', 'root', '-o', join(dir, 'root.img'), 's3://images/os/small.cosi'], { env });
+    assert.equal(r.code, 0, r.stderr);
+    await assertRoot(small, join(dir, 'root.img'));
+  });
+
   test('azure: a wrong account key is refused by the store (403), the key never shown', async () => {
     const wrongKey = Buffer.from(SECRET_MARK.repeat(2)).toString('base64');
     const env = { ...az.env, AZURE_STORAGE_CONNECTION_STRING: az.env['AZURE_STORAGE_CONNECTION_STRING']!.replace(AZ_KEY, wrongKey) };
