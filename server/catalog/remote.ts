@@ -12,7 +12,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import { oneLine } from '../../shared/errors.js';
+import { errorClassOf, oneLine } from '../../shared/errors.js';
 import { displayUrl } from '../../shared/transport/http/endpoints.js';
 import type { HttpSourceOptions } from '../../shared/transport/http/options.js';
 import { HttpSource } from '../../shared/transport/http/source.js';
@@ -183,8 +183,10 @@ export class RemoteCatalog {
   private async refreshOne(spec: RemoteSpec): Promise<void> {
     const old = this.entries.get(spec.id);
     if (old && old.spec.url === spec.url && !old.stale && spec.listed) {
-      // The listing said what a HEAD would: the same ETag and size keep the index.
-      if (old.probe.etag === spec.listed.etag && old.probe.size === spec.listed.size) return;
+      // The listing said what a HEAD would: the same ETag and size keep the index, unless the
+      // last try failed on the way (network, access), which another try may not.
+      const sameVersion = old.probe.etag === spec.listed.etag && old.probe.size === spec.listed.size;
+      if (sameVersion && !failedOnTheWay(old.record)) return;
     } else if (old && old.spec.url === spec.url && !old.stale && old.record.archive) {
       const probe = await this.probe(spec.url).catch((err: unknown) => err);
       if (!(probe instanceof Error) && sameProbe(probe as Probe, old.probe)) return;
@@ -272,6 +274,14 @@ export class RemoteCatalog {
       release: async () => {},
     };
   }
+}
+
+/** An index that failed on the way (unreachable, refused, timed out, changed while read), not because of the archive. */
+function failedOnTheWay(r: IndexRecord): boolean {
+  if (r.archive) return false;
+  const code = r.errors[0]?.rule;
+  // A version that changed while it was read is worth another try too.
+  return code !== undefined && (errorClassOf(code) === 'network' || code === 'COSI_ERR_SOURCE_CHANGED');
 }
 
 /** Flags first; a list entry with the same id (or prefix) as a flag is ignored (the flag is explicit). */
