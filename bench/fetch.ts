@@ -8,7 +8,7 @@ import { mkdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { cpuProfile, fmtProfile, type ProfileSummary } from './profile.js';
 import { notAvailable, passIf, type Row } from './report.js';
-import { startCosiServer, startNginx } from './servers.js';
+import { startCosiServer, startDeployedNginx, startNginx } from './servers.js';
 import { CLIENT_CLI, fmtBytes, fmtSeconds, sh, summarize, timed, type BenchOptions, type Tools } from './util.js';
 import { nonZeroBytes, type RegionInfo, type Workload } from './workload.js';
 
@@ -103,7 +103,7 @@ export async function partitionComparisons(ctx: FetchContext): Promise<{ rows: R
   const rows: Row[] = [];
   const extra: Record<string, unknown> = {};
   const root = rootRegion(main);
-  const nginx = await startNginx(main.dir);
+  const nginx = await startDeployedNginx(main.dir);
   const server = tools.server && tools.node22 ? await startCosiServer(tools.node22, main.dir).catch((e: Error) => (log(`cosi-server failed to start: ${e.message}`), undefined)) : undefined;
   try {
     const url = `${nginx.url}/${main.file}`;
@@ -178,6 +178,14 @@ export async function partitionComparisons(ctx: FetchContext): Promise<{ rows: R
       const r = rows.find((x) => x.id === '1b');
       if (r) r.notes = `${r.notes ? r.notes + '; ' : ''}profile: ${fmtProfile(profiles['node20-fzstd'])}`;
     }
+    // Node 20 with the zstd program: the main thread feeds the child and writes what it decodes.
+    const r1c = rows.find((x) => x.id === '1c');
+    if (tools.client && r1c?.status === 'MISS' && !opts.quick) {
+      const out = join(ctx.outDir, 'prof.out');
+      profiles['node20-zstd'] = await cpuProfile(tools.node20, clientArgs(url, out, 'partition'), 12, programEnv);
+      await rm(out, { force: true });
+      r1c.notes = `${r1c.notes ? r1c.notes + '; ' : ''}profile: ${fmtProfile(profiles['node20-zstd'])}`;
+    }
     extra.profiles = profiles;
   } finally {
     await server?.stop();
@@ -195,7 +203,7 @@ export async function diskComparisons(ctx: FetchContext): Promise<{ rows: Row[];
     rows.push(notAvailable('3a', 'whole disk (--disk)', '<= 1.3', !tools.client ? 'dist/client/cli.js missing' : 'Node 22 missing'));
     return { rows, extra };
   }
-  const nginx = await startNginx(main.dir);
+  const nginx = await startDeployedNginx(main.dir);
   try {
     const url = `${nginx.url}/${main.file}`;
     let alloc: { ours: number; native: number } | undefined;
@@ -245,7 +253,7 @@ export async function diskComparisons(ctx: FetchContext): Promise<{ rows: Row[];
     }
     if (ctx.sparse) {
       const sp = ctx.sparse;
-      const ng2 = await startNginx(sp.dir);
+      const ng2 = await startDeployedNginx(sp.dir);
       try {
         const u2 = `${ng2.url}/${sp.file}`;
         log(`comparison 3c: sparse disk ${fmtBytes(sp.diskSize)} logical`);
@@ -305,7 +313,7 @@ export async function memoryComparison(ctx: FetchContext): Promise<{ rows: Row[]
   const target = `<= 128 MiB + 2^${sp.maxWindowLog} = ${fmtBytes(limit)}`;
   if (!tools.client) return { rows: [notAvailable('6a', what, target, 'dist/client/cli.js missing')], extra: {} };
   if (!tools.timeV) return { rows: [notAvailable('6a', what, target, '/usr/bin/time missing (apt-get install time)')], extra: {} };
-  const nginx = await startNginx(sp.dir);
+  const nginx = await startDeployedNginx(sp.dir);
   const extra: Record<string, unknown> = {};
   try {
     const url = `${nginx.url}/${sp.file}`;
@@ -344,6 +352,7 @@ export async function wireComparison(ctx: FetchContext): Promise<{ rows: Row[]; 
   const limit = root.compressedSize + 128 * 1024;
   const what = `bytes on the wire for the root partition (${fmtBytes(root.compressedSize)} stored)`;
   if (!tools.client) return { rows: [notAvailable('7', what, '<= compressed + 128 KiB', 'dist/client/cli.js missing')], extra: {} };
+  // The one nginx with an access log: this row counts what it logged.
   const nginx = await startNginx(main.dir);
   try {
     const out = join(ctx.outDir, 'wire.out');

@@ -2,7 +2,7 @@
  * Where a missed target spends its time: run the command under
  * `node --cpu-prof` and reduce the profile to its top self-time frames.
  */
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { REPO } from '../test/fixtures.js';
@@ -46,12 +46,14 @@ export async function cpuProfile(node: string, args: string[], topN = 12, env?: 
   }
 }
 
-/** Reduces the .cpuprofile that a process run with --cpu-prof-dir=dir left there. */
+/** Reduces the .cpuprofile that a process run with --cpu-prof-dir=dir left there (the largest: with --workers, a busy worker's, not the idle primary's). */
 export async function summarizeProfileDir(dir: string, wallSeconds: number, topN = 12): Promise<ProfileSummary> {
   {
     const files = (await readdir(dir)).filter((f) => f.endsWith('.cpuprofile'));
     if (files.length === 0) throw new Error('no .cpuprofile written');
-    const prof = JSON.parse(await readFile(join(dir, files[0]!), 'utf8')) as { nodes: ProfileNode[]; startTime: number; endTime: number; samples: number[] };
+    const sizes = await Promise.all(files.map(async (f) => (await stat(join(dir, f))).size));
+    const biggest = files[sizes.indexOf(Math.max(...sizes))]!;
+    const prof = JSON.parse(await readFile(join(dir, biggest), 'utf8')) as { nodes: ProfileNode[]; startTime: number; endTime: number; samples: number[] };
     const totalUs = prof.endTime - prof.startTime;
     const perSample = prof.samples.length ? totalUs / prof.samples.length / 1000 : 0;
     const byLabel = new Map<string, number>();

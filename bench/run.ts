@@ -16,7 +16,7 @@ import { markdown, withEarlierRows, writeResults, type Row } from './report.js';
 import { soakComparisons } from './soak.js';
 import { storeComparisons } from './store.js';
 import { findTools, nodeVersion, parseOptions, sh, wants } from './util.js';
-import { indexWorkload, mainRecipe, packedWorkload, sparseRecipe } from './workload.js';
+import { indexWorkload, lowRatioRecipe, mainRecipe, packedWorkload, sparseRecipe } from './workload.js';
 
 const opts = parseOptions(process.argv.slice(2));
 const started = Date.now();
@@ -28,7 +28,9 @@ log(`node20 ${process.version}, node22 ${tools.node22 ? nodeVersion(tools.node22
 // Comparison 8 measures the server's own state, which the archive's size does not change: it
 // always serves the small workload, and the full one is built only for the comparisons that need it.
 const needMain = [1, 2, 3, 4, 5, 6, 7, 9].some((n) => wants(opts, n));
-const main = await packedWorkload(opts.cacheDir, mainRecipe(opts.quick || !needMain), log);
+// The low-ratio workload (about 4:1) beside the main one (5.7:1) for the decoding rows, 1 and 2; with --low-only, instead of it.
+const low = opts.lowOnly || wants(opts, 1) || wants(opts, 2) ? await packedWorkload(opts.cacheDir, lowRatioRecipe(opts.quick), log) : undefined;
+const main = opts.lowOnly ? low! : await packedWorkload(opts.cacheDir, mainRecipe(opts.quick || !needMain), log);
 const small = wants(opts, 8) && main.name !== mainRecipe(true).name ? await packedWorkload(opts.cacheDir, mainRecipe(true), log) : main;
 const needSparse = wants(opts, 3) || wants(opts, 6);
 const sparse = needSparse ? await packedWorkload(opts.cacheDir, sparseRecipe(opts.quick), log) : undefined;
@@ -39,14 +41,39 @@ const rows: Row[] = [];
 const extra: Record<string, unknown> = {};
 const ctx: FetchContext = { opts, tools, main, sparse, log, outDir };
 const load0 = loadavg()[0]!;
+
+/** The root's compression ratio (decoded over stored). */
+function rootRatio(w: typeof main): number {
+  const r = w.regions.find((x) => x.mountPoint === '/')!;
+  return r.uncompressedSize / r.compressedSize;
+}
+
+/** A row measured on the low-ratio workload: its id ends in -low and it says so. */
+function lowRow(x: Row): Row {
+  return { ...x, id: `${x.id}-low`, what: `${x.what}, low-ratio workload (root ${rootRatio(low!).toFixed(1)}:1)` };
+}
+
+/** A comparison's rows, each noting the 1-minute load average before and after it ran (comparison 4 notes its own, per row). */
+async function withLoad<T extends { rows: Row[] }>(f: () => Promise<T>): Promise<T> {
+  const before = loadavg()[0]!;
+  const r = await f();
+  const note = `load ${before.toFixed(2)}->${loadavg()[0]!.toFixed(2)}`;
+  for (const row of r.rows) row.notes = row.notes ? `${note}; ${row.notes}` : note;
+  return r;
+}
 try {
   if (wants(opts, 1) || wants(opts, 2)) {
-    const r = await partitionComparisons(ctx);
+    const r = await withLoad(() => partitionComparisons(ctx));
     rows.push(...r.rows.filter((x) => wants(opts, Number(x.id[0]))));
     extra.partition = r.extra;
+    if (!opts.lowOnly) {
+      const l = await withLoad(() => partitionComparisons({ ...ctx, main: low! }));
+      rows.push(...l.rows.filter((x) => wants(opts, Number(x.id[0]))).map(lowRow));
+      extra.partitionLowRatio = l.extra;
+    }
   }
   if (wants(opts, 3)) {
-    const r = await diskComparisons(ctx);
+    const r = await withLoad(() => diskComparisons(ctx));
     rows.push(...r.rows);
     extra.disk = r.extra;
   }
@@ -62,17 +89,18 @@ try {
     extra.indexing = r.extra;
   }
   if (wants(opts, 6)) {
-    const r = await memoryComparison(ctx);
+    const r = await withLoad(() => memoryComparison(ctx));
     rows.push(...r.rows);
     extra.memory = r.extra;
   }
   if (wants(opts, 7)) {
-    const r = await wireComparison(ctx);
+    const r = await withLoad(() => wireComparison(ctx));
     rows.push(...r.rows);
     extra.wire = r.extra;
   }
   if (wants(opts, 9)) {
-    const r = await storeComparisons(opts, tools, await indexWorkload(opts.cacheDir, log), main, outDir, log);
+    const iw = await indexWorkload(opts.cacheDir, log);
+    const r = await withLoad(() => storeComparisons(opts, tools, iw, main, outDir, log));
     rows.push(...r.rows);
     extra.store = r.extra;
   }
@@ -85,6 +113,7 @@ try {
   await rm(outDir, { recursive: true, force: true });
 }
 
+if (opts.lowOnly) rows.splice(0, rows.length, ...rows.map(lowRow));
 rows.sort((a, b) => a.id.localeCompare(b.id, 'en', { numeric: true }));
 const cpu = cpus()[0]?.model ?? 'unknown CPU';
 const header: Record<string, string> = {
@@ -92,7 +121,7 @@ const header: Record<string, string> = {
   machine: `${cpus().length} x ${cpu}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, ${(await sh('uname -sr')).trim()}; shared with other engineers' test runs (1-min load average at start ${load0.toFixed(2)}, at end ${loadavg()[0]!.toFixed(2)})`,
   node: `${process.version} (fzstd); ${tools.node22 ? nodeVersion(tools.node22) : 'Node 22 missing'} (node:zlib zstd)`,
   mode: `${opts.quick ? 'quick' : 'full'}, ${opts.rounds} alternating rounds${opts.only.size ? `, only ${[...opts.only].join(',')}` : ''}`,
-  workload: `${main.name}: ${(main.diskSize / 2 ** 20).toFixed(0)} MiB disk (ESP, ext4 root of real /usr/lib files plus free space, mostly-empty /srv), archive ${(main.archiveSize / 2 ** 20).toFixed(0)} MiB, level 9, window log ${main.maxWindowLog}${sparse ? `; ${sparse.name}: ${(sparse.diskSize / 2 ** 30).toFixed(1)} GiB logical disk (${(sparse.regions.find((r) => r.mountPoint === '/')!.uncompressedSize / 2 ** 30).toFixed(1)} GiB ext4 root with real files, the rest a zero partition), archive ${(sparse.archiveSize / 2 ** 20).toFixed(1)} MiB` : ''}`,
+  workload: `${opts.lowOnly ? '' : `${main.name}: ${(main.diskSize / 2 ** 20).toFixed(0)} MiB disk (ESP, ext4 root of real /usr/lib files plus free space, mostly-empty /srv), archive ${(main.archiveSize / 2 ** 20).toFixed(0)} MiB, root ${rootRatio(main).toFixed(1)}:1, level 9, window log ${main.maxWindowLog}; `}${low ? `${low.name} (rows -low): ${(low.diskSize / 2 ** 20).toFixed(0)} MiB disk, ext4 root of the machine's shared libraries only, archive ${(low.archiveSize / 2 ** 20).toFixed(0)} MiB, root ${rootRatio(low).toFixed(1)}:1, skippable frames, level 9, window log ${low.maxWindowLog}` : ''}${sparse ? `; ${sparse.name}: ${(sparse.diskSize / 2 ** 30).toFixed(1)} GiB logical disk (${(sparse.regions.find((r) => r.mountPoint === '/')!.uncompressedSize / 2 ** 30).toFixed(1)} GiB ext4 root with real files, the rest a zero partition), archive ${(sparse.archiveSize / 2 ** 20).toFixed(1)} MiB` : ''}`,
   'bench time': `${((Date.now() - started) / 1000).toFixed(0)} s`,
 };
 const base = opts.quick ? 'bench-quick' : 'bench';

@@ -7,6 +7,9 @@ import { SERVER_CLI } from './util.js';
 
 export { startNginx };
 
+/** nginx as deployed (a worker per core, no access log, sendfile): every comparison's baseline but one that reads the log. */
+export const startDeployedNginx = (root: string) => startNginx(root, { deployed: true });
+
 export interface CosiServer {
   url: string;
   pid: number;
@@ -18,9 +21,10 @@ export interface CosiServer {
   stop(): Promise<void>;
 }
 
-export async function startCosiServer(node: string, root: string, nodeArgs: string[] = []): Promise<CosiServer> {
+/** `workers`: --workers (1: one process, whose VmHWM peakRss reads; more: a cluster, peakRss sums the workers'). */
+export async function startCosiServer(node: string, root: string, nodeArgs: string[] = [], workers = 1): Promise<CosiServer> {
   const t0 = process.hrtime.bigint();
-  const child = spawn(node, [...nodeArgs, SERVER_CLI, '--root', root, '--host', '127.0.0.1', '--port', '0', '--no-watch', '--rescan', '0', '--quiet'], {
+  const child = spawn(node, [...nodeArgs, SERVER_CLI, '--root', root, '--host', '127.0.0.1', '--port', '0', '--no-watch', '--rescan', '0', '--quiet', '--workers', String(workers)], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stderr = '';
@@ -47,9 +51,14 @@ export async function startCosiServer(node: string, root: string, nodeArgs: stri
     images: info.images,
     startSeconds,
     async peakRss() {
-      const s = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
-      const m = /VmHWM:\s+(\d+) kB/.exec(s);
-      return m ? Number(m[1]) * 1024 : undefined;
+      const hwm = async (p: number) => {
+        const m = /VmHWM:\s+(\d+) kB/.exec(await readFile(`/proc/${p}/status`, 'utf8').catch(() => ''));
+        return m ? Number(m[1]) * 1024 : undefined;
+      };
+      if (workers === 1) return hwm(pid);
+      const kids = (await readFile(`/proc/${pid}/task/${pid}/children`, 'utf8').catch(() => '')).split(' ').filter(Boolean).map(Number);
+      const all = await Promise.all([pid, ...kids].map(hwm));
+      return all.reduce<number>((a, x) => a + (x ?? 0), 0);
     },
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null) return;

@@ -21,12 +21,15 @@ export interface BenchOptions {
   /** Where workloads are cached (never inside the repo). */
   cacheDir: string;
   resultsDir: string;
+  /** Comparisons 1, 2 and 4 on the low-ratio workload alone (rows end in -low): bench-main is not built. */
+  lowOnly: boolean;
 }
 
 export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.env): BenchOptions {
   let quick = env.BENCH_QUICK === '1';
   let only = env.BENCH_ONLY ?? '';
   let rounds = env.BENCH_ROUNDS ? Number(env.BENCH_ROUNDS) : undefined;
+  let lowOnly = env.BENCH_LOW_ONLY === '1';
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '--quick') quick = true;
@@ -34,8 +37,9 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
     else if (a.startsWith('--only=')) only = a.slice(7);
     else if (a === '--rounds') rounds = Number(argv[++i]);
     else if (a.startsWith('--rounds=')) rounds = Number(a.slice(9));
+    else if (a === '--low-only') lowOnly = true;
     else if (a === '-h' || a === '--help') {
-      process.stdout.write('usage: node dist/bench/run.js [--quick] [--only 1,3,...] [--rounds N]\n(env: BENCH_QUICK=1, BENCH_ONLY, BENCH_ROUNDS, BENCH_CACHE)\n');
+      process.stdout.write('usage: node dist/bench/run.js [--quick] [--only 1,3,...] [--rounds N] [--low-only]\n(env: BENCH_QUICK=1, BENCH_ONLY, BENCH_ROUNDS, BENCH_CACHE, BENCH_LOW_ONLY=1)\n');
       process.exit(0);
     } else throw new Error(`unknown argument ${a} (see --help)`);
   }
@@ -47,6 +51,10 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
       .map(Number),
   );
   for (const n of set) if (!Number.isInteger(n) || n < 1 || n > 9) throw new Error(`--only: comparisons are 1..9, got ${n}`);
+  if (lowOnly) {
+    if (set.size === 0) for (const n of [1, 2, 4]) set.add(n);
+    for (const n of set) if (![1, 2, 4].includes(n)) throw new Error(`--low-only runs comparisons 1, 2 and 4, not ${n}`);
+  }
   const r = rounds ?? (quick ? 2 : 5);
   if (!Number.isInteger(r) || r < 1) throw new Error(`--rounds must be a positive integer`);
   return {
@@ -56,6 +64,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
     duration: quick ? 2 : 5,
     cacheDir: env.BENCH_CACHE ?? join(tmpdir(), 'cosi-stream-bench'),
     resultsDir: join(REPO, 'bench', 'results'),
+    lowOnly,
   };
 }
 

@@ -173,6 +173,19 @@ export function mainRecipe(quick: boolean): DiskRecipe {
 }
 
 /**
+ * The low-ratio image (issue 14): an ext4 root filled with the machine's shared libraries only,
+ * about 4:1 at level 9 as Image-Customizer images of real roots are, against bench-main's 5.7:1
+ * (whose other /usr/lib files compress better). Packed the same way: a skippable frame before each
+ * image, level 9, window log 27 (zstd --long=27). It shows the decoders moving and hashing more
+ * compressed bytes per output byte.
+ */
+export function lowRatioRecipe(quick: boolean): DiskRecipe {
+  return quick
+    ? { name: 'bench-lowratio-quick', espMiB: 34, rootMiB: 128, rootFillMiB: 100, rootFillLibrariesOnly: true, srvMiB: 16 }
+    : { name: 'bench-lowratio', espMiB: 34, rootMiB: 288, rootFillMiB: 250, rootFillLibrariesOnly: true, srvMiB: 16 };
+}
+
+/**
  * The large sparse disk (16 GiB logical): a 4 GiB ext4 root holding 300 MiB
  * of real files (the rest free, i.e. zeros) and a 12 GiB all-zero data
  * partition. --quick makes it 2 GiB with a 1 GiB root.

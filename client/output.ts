@@ -13,6 +13,7 @@ import { basename, dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { CosiError } from '../shared/errors.js';
 import { WriteBehind } from './write-behind.js';
+import { systemError } from '../shared/errno.js';
 
 const run = promisify(execFile);
 
@@ -31,6 +32,8 @@ export interface Target {
   behind: WriteBehind;
   /** A working file of ours (a partition grown beside a disk), never the user's output. */
   scratch?: boolean;
+  /** A regular file was at `path`: the commit replaces it (the rule, as curl -o: the new file takes its place, atomically). */
+  replaces?: boolean;
 }
 
 /**
@@ -67,9 +70,8 @@ export function removeTemporariesSync(): Target[] {
   return targets;
 }
 
-function ioError(what: string, err: unknown): CosiError {
-  const e = err as NodeJS.ErrnoException;
-  return new CosiError('COSI_ERR_IO', `${what}: ${e.code ?? e.message}`, { cause: err });
+function ioError(what: string, err: unknown, dir?: string): CosiError {
+  return systemError(what, err, { code: 'COSI_ERR_IO', writing: dir !== undefined, dir });
 }
 
 async function statOrUndefined(path: string) {
@@ -229,11 +231,11 @@ export async function openTarget(path: string, opts: OpenTargetOptions): Promise
   try {
     fh = await open(tmp, 'wx', 0o644);
   } catch (err) {
-    throw ioError(`cannot create ${tmp}`, err);
+    throw ioError(`cannot create ${path}`, err, dirname(path));
   } finally {
     creating.delete(tmp);
   }
-  const t: Target = { kind: 'file', path, writePath: tmp, fh, size: opts.size, behind: new WriteBehind(fh, tmp), scratch: opts.scratch };
+  const t: Target = { kind: 'file', path, writePath: tmp, fh, size: opts.size, behind: new WriteBehind(fh, tmp), scratch: opts.scratch, replaces: st?.isFile() === true };
   live.add(t);
   try {
     await fh.truncate(opts.size);
@@ -252,7 +254,7 @@ export async function syncTarget(t: Target): Promise<void> {
   try {
     await t.fh.sync();
   } catch (err) {
-    throw ioError(`fsync ${t.writePath}`, err);
+    throw ioError(`cannot flush ${t.path} to disk`, err);
   }
 }
 
@@ -262,7 +264,7 @@ export async function commitTarget(t: Target): Promise<void> {
   try {
     await t.fh.close();
   } catch (err) {
-    throw ioError(`close ${t.writePath}`, err);
+    throw ioError(`cannot close ${t.path}`, err);
   }
   if (t.kind !== 'file') live.delete(t);
   if (t.kind === 'file') {

@@ -9,6 +9,7 @@
  */
 import type { FileHandle } from 'node:fs/promises';
 import { CosiError } from '../shared/errors.js';
+import { systemError } from '../shared/errno.js';
 
 export const WRITE_BEHIND_BYTES = 64 << 20;
 
@@ -42,7 +43,7 @@ export class WriteBehind {
     await this.inFlight;
     if (this.failure !== undefined) {
       const e = this.failure as NodeJS.ErrnoException;
-      throw new CosiError('COSI_ERR_IO', `fdatasync ${this.label}: ${e.code ?? e.message}`, { cause: this.failure });
+      throw systemError(`cannot flush ${this.label} to disk`, e, { code: 'COSI_ERR_IO' });
     }
   }
 

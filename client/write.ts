@@ -71,6 +71,8 @@ export interface PartitionResult {
   holeBytes: number;
   verifiedAfter: boolean;
   seconds: number;
+  /** A file was at `output` and was replaced. */
+  replaced?: boolean;
 }
 
 /** What a result says about the partition itself, the same in partition and disk mode. */
@@ -93,6 +95,8 @@ function describe(p: PartitionInfo, output: string, outputKind: 'file' | 'device
 
 export interface DiskResult {
   output: string;
+  /** A file was at `output` and was replaced. */
+  replaced?: boolean;
   outputKind: 'file' | 'device';
   diskSize: number;
   targetSize: number;
@@ -251,6 +255,7 @@ export async function writePartition(img: CosiImage, p: PartitionInfo, outPath: 
       holeBytes: w.holes,
       verifiedAfter: verified,
       seconds: (Date.now() - started) / 1000,
+      replaced: t.replaces === true,
     };
   } catch (err) {
     await abortTarget(t);
@@ -369,7 +374,7 @@ export async function writeDisk(img: CosiImage, outPath: string, opts: WriteOpti
     const shrunk = results
       .filter((r) => r.shrunk)
       .map((r) => ({ number: r.number, path: r.path, label: r.label, imageSize: r.uncompressedSize, partitionSize: r.partitionSize!, grown: r.grown }));
-    return { output: outPath, outputKind: t.kind, diskSize: disk.size, targetSize, lbaSize: disk.lbaSize, partitions: results, shrunk, warnings };
+    return { output: outPath, outputKind: t.kind, replaced: t.replaces === true, diskSize: disk.size, targetSize, lbaSize: disk.lbaSize, partitions: results, shrunk, warnings };
   } catch (err) {
     await abortTarget(t);
     throw err;

@@ -6,6 +6,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { CosiError } from '../shared/errors.js';
+import { systemError } from '../shared/errno.js';
 
 const digest = (s: string): Buffer => createHash('sha256').update(s, 'utf8').digest();
 
@@ -15,7 +16,7 @@ export async function loadTokens(path: string): Promise<string[]> {
   try {
     text = await readFile(path, 'utf8');
   } catch (err) {
-    throw new CosiError('COSI_ERR_USAGE', `--token-file ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw systemError(`--token-file ${path}`, err, { code: 'COSI_ERR_USAGE' });
   }
   const tokens = text
     .split('\n')

@@ -3,10 +3,10 @@
  * COSI_* twin so the server can run from a unit file or a container without
  * a wrapper script; a flag given on the command line wins over the variable.
  */
-import { homedir } from 'node:os';
+import { availableParallelism, homedir } from 'node:os';
 import { join } from 'node:path';
 import { CosiError } from '../shared/errors.js';
-import { parseCli, sizeOption } from '../shared/cli/args.js';
+import { parseCli, sizeOption, wantsHelp } from '../shared/cli/args.js';
 import { MAX_METADATA_BYTES, METADATA_SIZE_OPTION } from '../shared/format/metadata.js';
 import { parseRemoteSpec, specKey, type RemoteSpec } from './catalog/remote-spec.js';
 
@@ -61,6 +61,8 @@ export interface ServerConfig {
   ipxeDisk?: string;
   /** Directory whose files (the installer's kernel and initramfs) are served at /netboot/NAME. */
   netbootDir?: string;
+  /** Processes serving the port (server/cluster/); 1 serves from this process alone. */
+  workers: number;
 }
 
 export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
@@ -88,6 +90,7 @@ export function defaultConfig(env: NodeJS.ProcessEnv = process.env): ServerConfi
     indexCacheEntries: 10_000,
     remotes: [],
     redirect: false,
+    workers: availableParallelism(),
   };
 }
 
@@ -126,6 +129,7 @@ options (each also read from the environment variable shown):
   --ipxe-cmdline WORDS     extra kernel command line words       COSI_IPXE_CMDLINE
   --ipxe-disk DEV          cosi.disk= in boot.ipxe               COSI_IPXE_DISK
   --netboot-dir DIR        serve DIR's files at /netboot/NAME    COSI_NETBOOT_DIR
+  --workers N              serving processes (one per core)      COSI_WORKERS
   -q, --quiet              no request log on stderr              COSI_QUIET=1
   -h, --help
 
@@ -142,7 +146,7 @@ const FLAGS = {
   'max-ranges': VALUE, 'max-decompress': VALUE, 'max-open-files': VALUE, 'max-connections': VALUE, 'max-metadata-size': VALUE,
   'headers-timeout': VALUE, 'request-timeout': VALUE, 'idle-timeout': VALUE, 'shutdown-grace': VALUE,
   'cache-dir': VALUE, remote: { type: 'string', multiple: true }, 'remote-list': VALUE, redirect: SWITCH, 'public-url': VALUE,
-  'ipxe-kernel': VALUE, 'ipxe-initrd': VALUE, 'ipxe-cmdline': VALUE, 'ipxe-disk': VALUE, 'netboot-dir': VALUE,
+  'ipxe-kernel': VALUE, 'ipxe-initrd': VALUE, 'ipxe-cmdline': VALUE, 'ipxe-disk': VALUE, 'netboot-dir': VALUE, workers: VALUE,
   quiet: { type: 'boolean', short: 'q' },
   help: { type: 'boolean', short: 'h' },
 } as const;
@@ -178,9 +182,9 @@ export type ParsedArgs = { help: true } | { help: false; config: ServerConfig };
 
 /** Flags first, then environment, then defaults. */
 export function parseConfig(args: string[], env: NodeJS.ProcessEnv = process.env): ParsedArgs {
-  const { values, positionals } = parseCli({ args, options: FLAGS, allowPositionals: true, strict: true });
-  if (positionals.length > 0) throw new CosiError('COSI_ERR_USAGE', `unexpected argument ${JSON.stringify(positionals[0])} (did you mean --root ${positionals[0]}?)`);
-  if (values.help) return { help: true };
+  if (wantsHelp(args)) return { help: true };
+  const { values, positionals } = parseCli({ args, options: FLAGS, allowPositionals: true, strict: true }, { prog: 'cosi-server' });
+  if (positionals.length > 0) throw new CosiError('COSI_ERR_USAGE', `unexpected argument ${JSON.stringify(positionals[0])}; did you mean --root ${positionals[0]}? (see cosi-server --help)`);
 
   const get = (flag: Flag): string | boolean | undefined => {
     const v = (values as Record<string, string | boolean | string[] | undefined>)[flag];
@@ -238,6 +242,7 @@ export function parseConfig(args: string[], env: NodeJS.ProcessEnv = process.env
   s('ipxe-cmdline', (v) => (c.ipxeCmdline = bootWords('ipxe-cmdline', v)));
   s('ipxe-disk', (v) => (c.ipxeDisk = bootWord('ipxe-disk', v)));
   s('netboot-dir', (v) => (c.netbootDir = v));
+  s('workers', (v) => (c.workers = int('workers', v, 1, 256)));
   if ((c.ipxeKernel === undefined) !== (c.ipxeInitrd === undefined)) {
     throw new CosiError('COSI_ERR_USAGE', '--ipxe-kernel and --ipxe-initrd go together: give both or neither');
   }

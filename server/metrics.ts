@@ -9,6 +9,8 @@ type Labels = Record<string, string>;
 interface Family {
   help: string;
   type: 'counter' | 'gauge';
+  /** How workers' samples combine (server/cluster/): summed, or the same in each (catalog-wide gauges), taking the largest. */
+  merge: 'sum' | 'max';
   values: Map<string, { labels: Labels; value: number }>;
   /** Gauges read at scrape time. */
   collect?: () => Array<{ labels: Labels; value: number }>;
@@ -45,13 +47,14 @@ export class Metrics {
   }
 
   counter(name: string, help: string): void {
-    if (!this.families.has(name)) this.families.set(name, { help, type: 'counter', values: new Map() });
+    if (!this.families.has(name)) this.families.set(name, { help, type: 'counter', merge: 'sum', values: new Map() });
   }
 
-  gauge(name: string, help: string, collect: () => Array<{ labels: Labels; value: number }> | number): void {
+  gauge(name: string, help: string, collect: () => Array<{ labels: Labels; value: number }> | number, merge: 'sum' | 'max' = 'sum'): void {
     this.families.set(name, {
       help,
       type: 'gauge',
+      merge,
       values: new Map(),
       collect: () => {
         const v = collect();
@@ -87,13 +90,54 @@ export class Metrics {
     return this.families.get(name)?.values.get(labelKey(labels))?.value ?? 0;
   }
 
-  render(): string {
-    const out: string[] = [];
-    for (const [name, f] of this.families) {
-      out.push(`# HELP ${name} ${f.help}`, `# TYPE ${name} ${f.type}`);
-      const samples = f.collect ? f.collect() : [...f.values.values()];
-      for (const s of samples) out.push(`${name}${renderLabels(s.labels)} ${s.value}`);
-    }
-    return out.join('\n') + '\n';
+  /** Every family with its current samples: what a worker hands the primary to sum (server/cluster/). */
+  snapshot(): FamilySnapshot[] {
+    return [...this.families].map(([name, f]) => ({
+      name,
+      help: f.help,
+      type: f.type,
+      merge: f.merge,
+      samples: f.collect ? f.collect() : [...f.values.values()].map((v) => ({ labels: v.labels, value: v.value })),
+    }));
   }
+
+  render(): string {
+    return renderFamilies(this.snapshot());
+  }
+}
+
+export interface FamilySnapshot {
+  name: string;
+  help: string;
+  type: 'counter' | 'gauge';
+  merge: 'sum' | 'max';
+  samples: Array<{ labels: Labels; value: number }>;
+}
+
+/** The Prometheus text of some families. */
+export function renderFamilies(families: readonly FamilySnapshot[]): string {
+  const out: string[] = [];
+  for (const f of families) {
+    out.push(`# HELP ${f.name} ${f.help}`, `# TYPE ${f.name} ${f.type}`);
+    for (const s of f.samples) out.push(`${f.name}${renderLabels(s.labels)} ${s.value}`);
+  }
+  return out.join('\n') + '\n';
+}
+
+/** Several processes' snapshots as one: each series summed (or the largest taken), in first-seen order. */
+export function mergeSnapshots(snapshots: ReadonlyArray<readonly FamilySnapshot[]>): FamilySnapshot[] {
+  const out = new Map<string, FamilySnapshot & { byKey: Map<string, { labels: Labels; value: number }> }>();
+  for (const families of snapshots) {
+    for (const f of families) {
+      let m = out.get(f.name);
+      if (!m) out.set(f.name, (m = { ...f, samples: [], byKey: new Map() }));
+      for (const s of f.samples) {
+        const key = labelKey(s.labels);
+        const cur = m.byKey.get(key);
+        if (!cur) m.byKey.set(key, { labels: s.labels, value: s.value });
+        else cur.value = m.merge === 'max' ? Math.max(cur.value, s.value) : cur.value + s.value;
+      }
+    }
+  }
+  return [...out.values()].map(({ byKey, ...f }) => ({ ...f, samples: [...byKey.values()] }));
 }

@@ -25,12 +25,16 @@ import { Metrics } from './metrics.js';
 import { checkNetbootDir } from './netboot.js';
 import { RemoteCatalog } from './catalog/remote.js';
 import { ensureSampleCatalog } from './catalog/sample.js';
+import { listenError } from './listen-error.js';
+import { systemError } from '../shared/errno.js';
 
 export type LogSink = (line: Record<string, unknown>) => void;
 
 export interface StartOptions extends Partial<ServerConfig> {
   /** Where request and event lines go; default stderr, `false` for none. */
   log?: LogSink | false;
+  /** The /metrics text when this process is one of several workers (the totals of all). */
+  metricsText?: () => Promise<string>;
 }
 
 export interface RunningServer {
@@ -83,7 +87,7 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
       { labels: { valid: 'true' }, value: countValid(catalog, true) },
       { labels: { valid: 'false' }, value: countValid(catalog, false) },
     ];
-  });
+  }, 'max');
   metrics.gauge('cosi_open_files', 'Archive descriptors open (busy, or cached for the next request).', () => catalog.openDescriptors);
   metrics.gauge('cosi_transfers_open', 'Archives handed out to requests and not yet released.', () => catalog.openHandles);
   const decompressGate = new Gate(config.maxDecompressions);
@@ -110,6 +114,7 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
     scheme: config.tlsCert ? 'https' : 'http',
     netboot,
     netbootDir: config.netbootDir,
+    metricsText: opts.metricsText,
   };
   const app = createApp(deps);
   const fastRaw = rawFastPath(deps);
@@ -150,9 +155,12 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
   const timeouts = { headersTimeout: Math.min(config.headersTimeoutMs, config.requestTimeoutMs), requestTimeout: config.requestTimeoutMs, keepAliveTimeout: 5000 };
   let server: Server;
   if (config.tlsCert && config.tlsKey) {
-    const [cert, key] = await Promise.all([readFile(config.tlsCert), readFile(config.tlsKey)]).catch((err: NodeJS.ErrnoException) => {
+    const read = (flag: string, path: string) => readFile(path).catch((err: unknown) => {
+      throw systemError(`${flag} ${path}`, err, { code: 'COSI_ERR_USAGE' });
+    });
+    const [cert, key] = await Promise.all([read('--tls-cert', config.tlsCert), read('--tls-key', config.tlsKey)]).catch((err: unknown) => {
       void catalog.close();
-      throw new CosiError('COSI_ERR_USAGE', `cannot read TLS certificate or key: ${err.path ?? ''} ${err.code ?? err.message}`.trim());
+      throw err;
     });
     server = createHttpsServer({ cert, key, ...timeouts }, onRequest) as unknown as Server;
   } else {
@@ -175,7 +183,7 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) => {
       void catalog.close();
-      reject(new CosiError('COSI_ERR_IO', `cannot listen on ${config.host}:${config.port}: ${err.code ?? err.message}`, { cause: err }));
+      reject(listenError(config.host, config.port, err));
     });
     server.listen(config.port, config.host, () => resolve());
   });
@@ -183,7 +191,10 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
   const url = `${config.tlsCert ? 'https' : 'http'}://${formatHost(config.host)}:${port}`;
 
   let closing: Promise<void> | undefined;
+  let cutNow: (() => void) | undefined;
   const close = (graceMs = config.shutdownGraceMs): Promise<void> => {
+    // Already draining: close(0) (a second signal) stops waiting for the transfers.
+    if (closing && graceMs === 0) cutNow?.();
     closing ??= (async () => {
       draining = true;
       const handlesClosed = catalog.close();
@@ -192,6 +203,7 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
       if (inflight > 0) {
         await Promise.race([
           new Promise<void>((r) => (drained = r)),
+          new Promise<void>((r) => (cutNow = r)),
           new Promise<void>((r) => setTimeout(r, graceMs).unref()),
         ]);
       }

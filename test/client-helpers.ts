@@ -31,7 +31,8 @@ export function runPack(args: string[], opts: { timeoutMs?: number; env?: NodeJS
   return runBin(PACK_CLI, args, opts);
 }
 
-function runBin(bin: string, args: string[], opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv }): Promise<CliResult> {
+/** Any of the three bins, by path, as a user runs it. */
+export function runBin(bin: string, args: string[], opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
     let stdout = '';

@@ -65,6 +65,8 @@ export interface DiskRecipe {
   rootFsMiB?: number;
   /** Extra bytes of real files copied into the root filesystem (from /usr/lib). */
   rootFillMiB?: number;
+  /** Fill with shared libraries only (about 3.6:1 at level 9, as real OS images compress), never the rest of /usr/lib. */
+  rootFillLibrariesOnly?: boolean;
 }
 
 export interface BuiltDisk {
@@ -88,7 +90,7 @@ async function placeImage(disk: string, image: string, offset: number): Promise<
   await sh('dd', [`if=${image}`, `of=${disk}`, 'bs=1M', `seek=${offset}`, 'oflag=seek_bytes', 'conv=notrunc,sparse', 'status=none']);
 }
 
-async function makeRootTree(dir: string, fillMiB: number): Promise<string> {
+async function makeRootTree(dir: string, fillMiB: number, librariesOnly = false): Promise<string> {
   const osRelease = 'NAME="Fixture Linux"\nVERSION="1.0"\nID=fixture\nVERSION_ID="1.0"\nPRETTY_NAME="Fixture Linux 1.0"\n';
   await mkdir(join(dir, 'usr/lib'), { recursive: true });
   await mkdir(join(dir, 'etc'), { recursive: true });
@@ -105,7 +107,8 @@ async function makeRootTree(dir: string, fillMiB: number): Promise<string> {
     // (kernel modules or firmware would change a small fixture's size and ratio from host to host).
     const prune = `\\( -path ./modules -o -path ./firmware -o -path ./debug \\) -prune -o -type f -size -4M`;
     const lib = `\\( -name '*.so' -o -name '*.so.*' \\)`;
-    const pick = `{ find . ${prune} ${lib} -print | LC_ALL=C sort; find . ${prune} ! ${lib} -print | LC_ALL=C sort; } 2>/dev/null`;
+    const rest = librariesOnly ? '' : ` find . ${prune} ! ${lib} -print | LC_ALL=C sort;`;
+    const pick = `{ find . ${prune} ${lib} -print | LC_ALL=C sort;${rest} } 2>/dev/null`;
     await sh('bash', ['-c', `cd /usr/lib && ${pick} | { n=0; while read -r f; do s=$(stat -c %s "$f"); n=$((n+s)); [ $n -gt ${fillMiB * MiB} ] && break; mkdir -p "${dir}/usr/lib/fill/$(dirname "$f")"; cp "$f" "${dir}/usr/lib/fill/$f" 2>/dev/null || true; done; }`]);
   }
   return osRelease;
@@ -147,7 +150,7 @@ async function buildDiskUncached(out: string, r: DiskRecipe): Promise<BuiltDisk>
 
   // Root: ext4 populated from a directory tree, optionally smaller than its partition.
   const tree = join(out, 'rootfs');
-  const osRelease = await makeRootTree(tree, r.rootFillMiB ?? 0);
+  const osRelease = await makeRootTree(tree, r.rootFillMiB ?? 0, r.rootFillLibrariesOnly);
   await writeFile(join(out, 'os-release.txt'), osRelease);
   const rootImg = join(out, 'root.img');
   const rootFs = r.rootFsMiB ?? root;

@@ -8,7 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { request } from 'node:http';
-import { tmpdir } from 'node:os';
+import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -78,14 +78,17 @@ function stopper(child: ChildProcess, dir: string | undefined): () => Promise<vo
  * current user. `http` goes into the http block after the log and temp-file
  * paths; `logFormat`, when given, is the access log's format.
  */
-export function nginxMainConf(dir: string, http: string, logFormat?: string): string {
-  const accessLog = logFormat === undefined ? `access_log ${dir}/access.log;` : `log_format cosi '${logFormat}';\n  access_log ${dir}/access.log cosi;`;
+export function nginxMainConf(dir: string, http: string, logFormat?: string | false, deployed = false): string {
+  const accessLog =
+    logFormat === false ? 'access_log off;' : logFormat === undefined ? `access_log ${dir}/access.log;` : `log_format cosi '${logFormat}';\n  access_log ${dir}/access.log cosi;`;
+  // Deployed: a master and a worker per core, as Debian's nginx.conf runs (its workers keep our user,
+  // so they can read the caller's private temp dirs; the directive is ignored when not root).
+  const processes = deployed ? `master_process on;\nworker_processes auto;\nuser ${userInfo().username};` : 'master_process off;\nworker_processes 1;';
   return `daemon off;
-master_process off;
-worker_processes 1;
+${processes}
 pid ${dir}/nginx.pid;
 error_log ${dir}/error.log warn;
-events { worker_connections 256; }
+events { worker_connections ${deployed ? 1024 : 256}; }
 http {
   ${accessLog}
   client_body_temp_path ${dir}/tmp/body;
@@ -101,7 +104,7 @@ ${http}
 /** Method, path, Range and If-Range of every request: tests check what the client actually sent. */
 const ACCESS_LOG_FORMAT = '$request_method $uri "$http_range" "$http_if_range" $status $body_bytes_sent';
 
-function staticSiteConf(dir: string, root: string, port: number, extra: string): string {
+function staticSiteConf(dir: string, root: string, port: number, extra: string, deployed: boolean): string {
   return nginxMainConf(
     dir,
     `  default_type application/octet-stream;
@@ -115,21 +118,24 @@ function staticSiteConf(dir: string, root: string, port: number, extra: string):
     root ${JSON.stringify(root)};
 ${extra}
   }`,
-    ACCESS_LOG_FORMAT,
+    deployed ? false : ACCESS_LOG_FORMAT,
+    deployed,
   );
 }
 
 /**
  * Serve `root` with the real nginx. `extraConfig` is pasted into the server
- * block (e.g. `location = /loop { return 302 /loop; }`).
+ * block (e.g. `location = /loop { return 302 /loop; }`). By default one process
+ * with an access log (tests read it); `deployed`: as nginx is deployed (a worker
+ * per core, no access log), the baseline the bench compares against.
  */
-export async function startNginx(root: string, opts: { extraConfig?: string } = {}): Promise<RunningServer & { accessLog(): Promise<string> }> {
+export async function startNginx(root: string, opts: { extraConfig?: string; deployed?: boolean } = {}): Promise<RunningServer & { accessLog(): Promise<string> }> {
   const dir = await mkdtemp(join(tmpdir(), 'cosi-nginx-'));
   await mkdir(join(dir, 'tmp'));
   for (let attempt = 1; ; attempt++) {
     const port = await freePort();
     const conf = join(dir, 'nginx.conf');
-    await writeFile(conf, staticSiteConf(dir, root, port, opts.extraConfig ?? ''));
+    await writeFile(conf, staticSiteConf(dir, root, port, opts.extraConfig ?? '', opts.deployed ?? false));
     await writeFile(join(dir, 'error.log'), '');
     const child = spawn(NGINX, ['-p', dir, '-c', conf, '-e', join(dir, 'error.log')], { stdio: 'ignore' });
     const stop = stopper(child, dir);

@@ -154,7 +154,8 @@ describe('the catalog page in headless Chromium', { skip }, () => {
     await page.click('tr.cmdrow button[data-copy]');
     await page.waitForFunction(`document.querySelector('tr.cmdrow button[data-copy]').textContent === 'Copied'`);
     assert.equal(await page.evaluate('navigator.clipboard.readText()'), first);
-    assert.equal(await text(page, '#status'), 'Copied to the clipboard');
+    // The status is emptied and refilled 30 ms later so that screen readers announce it again.
+    await page.waitForFunction(`document.getElementById('status').textContent === 'Copied to the clipboard'`);
     // Keyboard only: Tab from the filter to the first Copy button (the whole-disk command), then Enter.
     await page.focus('#q');
     for (let i = 0; i < 30 && !(await page.evaluate(`document.activeElement.matches('button[data-copy]')`)); i++) await page.keyboard.press('Tab');

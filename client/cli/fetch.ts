@@ -67,7 +67,7 @@ function report(results: PartitionResult[], metadataSha384: string, base: Return
     print({ mode: 'partition', ...base, metadataSha384, ...extra, unverified, partitions: results });
   } else if (!c.quiet) {
     for (const r of results) {
-      const notes = `${r.grown ? ' (grown)' : ''}${r.verifiedAfter ? ' (verified after)' : ''}${r.verified ? '' : ' (NOT verified: no SHA-384)'}`;
+      const notes = `${r.grown ? ' (grown)' : ''}${r.verifiedAfter ? ' (verified after)' : ''}${r.verified ? '' : ' (NOT verified: no SHA-384)'}${r.replaced ? ' (replaced the file that was there)' : ''}`;
       process.stderr.write(`${PROG}: ${r.label}: ${human(r.uncompressedSize)} written to ${r.output}${notes}\n`);
     }
   }
@@ -116,7 +116,7 @@ async function sequentialFetch(url: string, selectors: string[], output: string 
         results.push({
           path: p.path, label: labelOf(p), number: p.number, mountPoint: p.mountPoint, output: outs[i]!, outputKind: t.kind, offset: 0,
           compressedSize: p.image.compressedSize, uncompressedSize: p.image.uncompressedSize, sha384: p.image.sha384, verified: p.image.sha384 !== undefined,
-          shrunk: false, grown: false, holeBytes: w.holes, verifiedAfter: false, seconds: (Date.now() - started) / 1000,
+          shrunk: false, grown: false, holeBytes: w.holes, verifiedAfter: false, seconds: (Date.now() - started) / 1000, replaced: t.replaces === true,
         });
       }
       c.progress.close();
@@ -151,7 +151,7 @@ export async function fetchDisk(url: string, output: string | undefined, v: Writ
     if (c.json) {
       print({ mode: 'disk', ...summaryBase(url, img.stats(), started, c), metadataSha384: img.metadataSha384, ...r, warnings: c.warnings });
     } else if (!c.quiet) {
-      process.stderr.write(`${PROG}: disk of ${human(r.diskSize)} written to ${output} (${r.partitions.length} partitions${r.shrunk.length ? `, ${r.shrunk.length} shrunk` : ''})\n`);
+      process.stderr.write(`${PROG}: disk of ${human(r.diskSize)} written to ${output} (${r.partitions.length} partitions${r.shrunk.length ? `, ${r.shrunk.length} shrunk` : ''}${r.replaced ? '; replaced the file that was there' : ''})\n`);
     }
   } finally {
     c.progress.close();

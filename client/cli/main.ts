@@ -10,6 +10,7 @@ import { runMain } from '../../shared/cli/run.js';
 import { closeSharedAgents } from '../../shared/transport/http/agent.js';
 import { fetchDisk, fetchPartitions } from './fetch.js';
 import { inspect } from './inspect.js';
+import { explainWrongUrl } from '../wrong-url.js';
 import { exitOnInterrupt } from './interrupt.js';
 import { parseInvocation, PROG } from './options.js';
 import { verify } from './verify.js';
@@ -30,6 +31,8 @@ async function main(): Promise<number> {
     } else {
       throw new CosiError('COSI_ERR_USAGE', `say what to fetch: --partition SEL or --disk (see ${PROG} --help)`);
     }
+  } catch (err) {
+    throw await explainWrongUrl(url, err, c.open);
   } finally {
     await closeSharedAgents().catch(() => undefined);
   }

@@ -4,7 +4,7 @@
  * read from argv.
  */
 import { CosiError } from '../../shared/errors.js';
-import { intOption, parseCommand, sizeOption } from '../../shared/cli/args.js';
+import { commandTypo, intOption, parseCommand, sizeOption, usageError } from '../../shared/cli/args.js';
 import { checkPin, type OpenOptions } from '../image.js';
 import { METADATA_SIZE_OPTION } from '../../shared/format/metadata.js';
 import { BarProgress, JsonProgress, NullProgress, type Progress } from '../progress.js';
@@ -43,6 +43,31 @@ options:
   -q, --quiet                no warnings on stderr
   -h, --help
 `;
+
+/** The flags every command shares, in the words of the main usage. */
+const SOURCE_OPTIONS = `options (as for cosi-fetch; see cosi-fetch --help):
+      --json, --metadata-sha384 HEX, --allow-unverified, --max-metadata-size N,
+      --mirror URL, -H 'K: V', --timeout SEC, --retries N, -j N, --progress MODE, -q, -h
+`;
+
+/** What `cosi-fetch COMMAND --help` prints. */
+const COMMAND_USAGE = {
+  fetch: USAGE,
+  inspect: `usage: cosi-fetch inspect [--json] [options] URL
+
+What the image holds: OS, disk layout, one row per partition (or JSON with --json),
+read from metadata.json and the primary GPT only.
+
+${SOURCE_OPTIONS}`,
+  verify: `usage: cosi-fetch verify [--json] [options] URL
+
+Reads every image, checks its SHA-384, zstd stream and size, and writes nothing.
+Exits 0 when all pass, 4 when an image has no SHA-384 (unless --allow-unverified).
+
+${SOURCE_OPTIONS}`,
+} as const;
+
+const COMMANDS = ['inspect', 'verify', 'fetch'] as const;
 
 /** cosi-fetch's own flags; -q and -h come with parseCommand. */
 const FLAGS = {
@@ -103,6 +128,10 @@ function parseHeaders(list: string[] | undefined): Record<string, string> | unde
   return out;
 }
 
+function formatDelay(ms: number): string {
+  return ms < 1000 ? `${ms} ms` : `${Math.round(ms / 100) / 10} s`;
+}
+
 function makeProgress(mode: string | undefined): Progress {
   const m = mode ?? 'auto';
   if (m === 'json') return new JsonProgress(process.stderr);
@@ -114,21 +143,30 @@ function makeProgress(mode: string | undefined): Progress {
 
 /** The command and its settings; undefined once --help has printed the usage. */
 export function parseInvocation(argv: string[]): Invocation | undefined {
-  const command = argv[0] === 'inspect' || argv[0] === 'verify' || argv[0] === 'fetch' ? (argv.shift() as Invocation['command']) : 'fetch';
-  const parsed = parseCommand(argv, FLAGS, USAGE);
+  const command = (COMMANDS as readonly string[]).includes(argv[0] ?? '') ? (argv.shift() as Invocation['command']) : 'fetch';
+  const name = { prog: PROG, command: command === 'fetch' ? undefined : command };
+  const parsed = parseCommand(argv, FLAGS, COMMAND_USAGE[command], name);
   if (!parsed) return undefined;
   const { values, positionals } = parsed;
-  if (positionals.length !== 1) throw new CosiError('COSI_ERR_USAGE', positionals.length === 0 ? `a URL or path is needed (see ${PROG} --help)` : `one URL only, got ${positionals.length}`);
+  if (command === 'fetch') {
+    const typo = commandTypo(positionals[0], COMMANDS, positionals.length > 1, PROG);
+    if (typo) throw typo;
+  }
+  if (positionals.length === 0) throw usageError('a URL or path is needed', name);
+  if (positionals.length > 1) throw usageError(`one URL only, got ${positionals.length}: ${positionals.map((p) => JSON.stringify(p)).join(' ')}`, name);
   const url = positionals[0]!;
   const warnings: string[] = [];
   const quiet = values.quiet ?? false;
   const timeout = intOption('timeout', values.timeout, 1, 86400);
+  const progress = makeProgress(values.progress);
+  /** A line on stderr that does not tear a progress bar. */
+  const say = (line: string): void => (progress.note ? progress.note(line) : void process.stderr.write(`${line}\n`));
   const c: Common = {
     json: values.json ?? false,
     quiet,
     jobs: intOption('jobs', values.jobs, 1, 64) ?? 2,
     jobsGiven: intOption('jobs', values.jobs, 1, 64),
-    progress: makeProgress(values.progress),
+    progress,
     open: {
       mirrors: values.mirror,
       headers: parseHeaders(values.header),
@@ -139,11 +177,16 @@ export function parseInvocation(argv: string[]): Invocation | undefined {
       retries: intOption('retries', values.retries, 0, 1000),
       maxMetadataBytes: sizeOption('max-metadata-size', values['max-metadata-size'], METADATA_SIZE_OPTION.min, METADATA_SIZE_OPTION.max),
       allowUnverified: values['allow-unverified'] ?? false,
+      // Every retry as it happens: a refused or stalled server is not 17 s of silence.
+      onEvent: quiet ? undefined : (e) => {
+        if (e.type === 'retry') say(`${PROG}: ${e.reason}, retry ${e.attempt}/${e.retries} in ${formatDelay(e.delayMs)} (${e.url})`);
+        else if (e.type === 'mirror') say(`${PROG}: switching to the mirror ${e.to}`);
+      },
     },
     warnings,
     warn: (s) => {
       warnings.push(s);
-      if (!quiet) process.stderr.write(`${PROG}: warning: ${s}\n`);
+      if (!quiet) say(`${PROG}: warning: ${s}`);
     },
   };
   return {

@@ -9,6 +9,7 @@ import { CosiError } from '../../shared/errors.js';
 import { isStoreUrl, parseStoreUrl, storeUrl } from '../../shared/transport/store/url.js';
 import { safeSegments } from './ids.js';
 import { COSI_EXT } from './scanner.js';
+import { systemError } from '../../shared/errno.js';
 
 /** One remote archive: the catalog id it is listed under and its URL; or a store prefix to list. */
 export interface RemoteSpec {
@@ -100,7 +101,7 @@ export function parseRemoteList(text: string, file: string): RemoteSpec[] {
 
 export async function readRemoteList(file: string): Promise<RemoteSpec[]> {
   const text = await readFile(file, 'utf8').catch((err: NodeJS.ErrnoException) => {
-    throw new CosiError('COSI_ERR_IO', `cannot read the remote list ${file}: ${err.code ?? err.message}`, { cause: err });
+    throw systemError(`cannot read the remote list ${file}`, err, { code: 'COSI_ERR_IO' });
   });
   return parseRemoteList(text, file);
 }

@@ -5,9 +5,10 @@
  */
 import { watch, type FSWatcher } from 'node:fs';
 import { lstat, readdir, realpath, stat } from 'node:fs/promises';
-import { join, relative, sep } from 'node:path';
+import { dirname, join, relative, sep } from 'node:path';
 import { CosiError } from '../../shared/errors.js';
 import { identityOf, type FileIdentity } from './indexer.js';
+import { systemError } from '../../shared/errno.js';
 
 export const COSI_EXT = '.cosi';
 
@@ -68,8 +69,12 @@ export class Scanner {
     const root = this.opts.root;
     if (root === '') return;
     this.rootReal = await realpath(root).catch((err: NodeJS.ErrnoException) => {
-      throw new CosiError('COSI_ERR_IO', `cannot read catalog root ${root}: ${err.code ?? err.message}`, { cause: err });
+      throw systemError(`cannot read catalog root ${root}`, err, { code: 'COSI_ERR_IO' });
     });
+    // A file as the root would scan to an empty catalog and serve nothing, silently.
+    if (!(await stat(this.rootReal)).isDirectory()) {
+      throw new CosiError('COSI_ERR_USAGE', `--root ${root} is a file, not a directory: give the directory that holds it (--root ${dirname(root) || '.'}), which serves every .cosi file in it`);
+    }
   }
 
   /** From now on, rescan on file events (unless watching is off) and every rescanSeconds. */

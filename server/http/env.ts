@@ -64,6 +64,8 @@ export interface AppDeps {
   netboot?: NetbootConfig;
   /** --netboot-dir: files served at /netboot/NAME; absent: no /netboot/ route. */
   netbootDir?: string;
+  /** /metrics text summed over every worker (--workers > 1); absent: this process's own. */
+  metricsText?: () => Promise<string>;
 }
 
 export interface NetbootConfig {

@@ -13,9 +13,10 @@ export function opsRoutes(deps: AppDeps): Hono<AppEnv> {
       draining ? 503 : 200,
     );
   });
-  getCounted(app, '/metrics', 'metrics', (c) => {
+  getCounted(app, '/metrics', 'metrics', async (c) => {
     c.header('Cache-Control', 'no-store');
-    return c.text(deps.metrics.render(), 200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' });
+    const text = deps.metricsText ? await deps.metricsText() : deps.metrics.render();
+    return c.text(text, 200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' });
   });
   // Built once: it describes the code, not the catalog.
   const openapi = JSON.stringify(openApiDocument());

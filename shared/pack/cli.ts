@@ -1,16 +1,31 @@
 #!/usr/bin/env node
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { CosiError } from '../errors.js';
-import { startsLikeCosi } from '../format/archive.js';
+import { systemError } from '../errno.js';
+import { sniff, startsLikeCosi } from '../format/archive.js';
 import { checkImages, type DeepReport } from '../format/deep.js';
 import { FileSource } from '../transport/file-source.js';
 import { checkArchive } from '../format/check.js';
-import { intOption, parseCommand, sizeOption } from '../cli/args.js';
+import { commandTypo, intOption, parseCommand, sizeOption, usageError } from '../cli/args.js';
 import { runMain } from '../cli/run.js';
 import { MAX_METADATA_BYTES, METADATA_SIZE_OPTION, metadataTooLarge, parseMetadata, type Bootloader } from '../format/metadata.js';
 import { formatIssues, validateCosi, type ValidationResult } from '../format/validate.js';
 import { packDisk } from './pack.js';
 import { readPackageFile } from './osinfo.js';
+
+const VALIDATE_USAGE = `usage: cosi-pack validate PATH [--deep] [--json] [--max-metadata-size N]
+
+Checks a .cosi file (tar layout, metadata and GPT rules) or a metadata.json (its rules)
+against the COSI specification; exits 0 when valid, 5 when not.
+
+options:
+  --deep                    also hash and decode every image and check its size (reads the whole file)
+  --json                    the report as JSON
+  --max-metadata-size N     refuse a larger metadata.json before reading it (default 4M)
+  -q, --quiet               no progress lines
+  -h, --help
+`;
 
 const USAGE = `usage: cosi-pack DISK.raw -o IMAGE.cosi [options]
        cosi-pack validate PATH [--deep] [--json] [--max-metadata-size N]
@@ -29,8 +44,9 @@ options:
   --no-skippable            do not put the COSI id in a skippable frame before each image
   --id UUID                 the COSI id (default: random)
   -q, --quiet               no progress lines
+  -h, --help
 
-validate options:
+validate options (see cosi-pack validate --help):
   --deep                    also hash and decode every image and check its size (reads the whole file)
   --json                    the report as JSON
   --max-metadata-size N     refuse a larger metadata.json before reading it (default 4M)
@@ -64,12 +80,18 @@ const CHECKS = {
   images: "every image's SHA-384, zstd stream and size",
 } as const;
 
+/** A metadata.json starts with '{' (after white space or a byte order mark); a file named *.json is taken as one whatever it holds. */
+function looksLikeJson(head: Buffer): boolean {
+  return /^(\uFEFF)?\s*\{/.test(head.toString('utf8'));
+}
+
 async function validate(args: string[]): Promise<number> {
-  const parsed = parseCommand(args, VALIDATE_FLAGS, USAGE);
+  const name = { prog: 'cosi-pack', command: 'validate' };
+  const parsed = parseCommand(args, VALIDATE_FLAGS, VALIDATE_USAGE, name);
   if (!parsed) return 0;
   const { values, positionals } = parsed;
   const path = positionals[0];
-  if (!path || positionals.length > 1) throw new CosiError('COSI_ERR_USAGE', 'validate takes one PATH (a .cosi file or a metadata.json)');
+  if (!path || positionals.length > 1) throw usageError(`validate takes one PATH (a .cosi file or a metadata.json), got ${positionals.length}`, name);
   const maxMetadataBytes = sizeOption('max-metadata-size', values['max-metadata-size'], METADATA_SIZE_OPTION.min, METADATA_SIZE_OPTION.max) ?? MAX_METADATA_BYTES;
   const src = new FileSource(path);
   let result: ValidationResult;
@@ -77,6 +99,10 @@ async function validate(args: string[]): Promise<number> {
   let deep: DeepReport | undefined;
   try {
     const head = await src.read(0, 512);
+    if (!startsLikeCosi(head) && !looksLikeJson(head) && !path.endsWith('.json')) {
+      const kind = sniff(head);
+      throw new CosiError('COSI_ERR_NOT_COSI', `${path} is not a COSI archive${kind === 'not a COSI archive' ? '' : ` (${kind})`} nor a metadata.json: a COSI file starts with a cosi-marker tar entry`);
+    }
     if (startsLikeCosi(head)) {
       const check = await checkArchive(src, { maxMetadataBytes });
       result = check.result;
@@ -91,9 +117,14 @@ async function validate(args: string[]): Promise<number> {
       if (values.deep) throw new CosiError('COSI_ERR_USAGE', `--deep needs a .cosi file: ${path} holds no images`);
       const size = await src.size();
       if (size > maxMetadataBytes) throw metadataTooLarge(`${path}: `, size, maxMetadataBytes);
-      result = validateCosi({ metadata: parseMetadata(await src.read(0, size), maxMetadataBytes) });
       checks.push('metadata');
+      result = validateCosi({ metadata: parseMetadata(await src.read(0, size), maxMetadataBytes) });
     }
+  } catch (err) {
+    // --json promises JSON on stdout: a file that cannot be checked at all is an invalid report, not a bare error.
+    if (!values.json || !(err instanceof CosiError) || err.errorClass === 'usage' || err.errorClass === 'internal') throw err;
+    process.stdout.write(JSON.stringify({ valid: false, errors: [{ field: 'file', rule: err.code, message: err.message }], warnings: [], checks }, null, 2) + '\n');
+    return err.exitCode;
   } finally {
     await src.close();
   }
@@ -109,13 +140,21 @@ async function validate(args: string[]): Promise<number> {
   return result.valid ? 0 : 5;
 }
 
+async function isDirectory(path: string): Promise<boolean> {
+  return stat(path).then((st) => st.isDirectory(), () => false);
+}
+
 async function pack(args: string[]): Promise<number> {
-  const parsed = parseCommand(args, FLAGS, USAGE);
+  const name = { prog: 'cosi-pack' };
+  const parsed = parseCommand(args, FLAGS, USAGE, name);
   if (!parsed) return 0;
   const { values, positionals } = parsed;
+  const typo = commandTypo(positionals[0], ['validate'], positionals.length > 1, 'cosi-pack');
+  if (typo) throw typo;
   const disk = positionals[0];
-  if (!disk || positionals.length > 1) throw new CosiError('COSI_ERR_USAGE', 'expected one DISK image (see cosi-pack --help)');
-  if (!values.output) throw new CosiError('COSI_ERR_USAGE', 'missing -o IMAGE.cosi');
+  if (!disk || positionals.length > 1) throw usageError(`expected one DISK image, got ${positionals.length}`, name);
+  if (!values.output) throw usageError('missing -o IMAGE.cosi', name);
+  if (await isDirectory(values.output)) throw usageError(`-o ${values.output} is a directory; give the file to write, e.g. -o ${join(values.output, 'image.cosi')}`, name);
   const mounts: Record<string, string> = {};
   for (const m of values.mount ?? []) {
     const eq = m.indexOf('=');
@@ -139,7 +178,7 @@ async function pack(args: string[]): Promise<number> {
     try {
       osRelease = await readFile(values['os-release'], 'utf8');
     } catch (err) {
-      throw new CosiError('COSI_ERR_USAGE', `--os-release ${values['os-release']}: ${(err as NodeJS.ErrnoException).code ?? err}`);
+      throw systemError(`--os-release ${values['os-release']}`, err, { code: 'COSI_ERR_USAGE' });
     }
   }
   const log = values.quiet ? undefined : (line: string) => process.stderr.write(`cosi-pack: ${line}\n`);
@@ -157,11 +196,12 @@ async function pack(args: string[]): Promise<number> {
     skippableId: !values['no-skippable'],
     id: values.id,
     log,
+    warn: (line) => process.stderr.write(`cosi-pack: warning: ${line}\n`),
   });
   // The writer must never emit something our own validator rejects.
   const check = validateCosi({ metadata: res.metadata });
   if (!check.valid) throw new CosiError('COSI_ERR_INTERNAL', `packed metadata failed validation: ${formatIssues(check)[0]}`);
-  log?.(`wrote ${res.output} (${res.size} bytes, ${res.regions.length} regions)`);
+  log?.(`wrote ${res.output} (${res.size} bytes, ${res.regions.length} regions${res.replaced ? '; replaced the file that was there' : ''})`);
   return 0;
 }
 

@@ -8,6 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { CosiError } from '../errors.js';
 import type { OsPackage } from '../format/metadata.js';
+import { systemError } from '../errno.js';
 
 const run = promisify(execFile);
 
@@ -49,7 +50,7 @@ export async function readPackageFile(path: string): Promise<OsPackage[]> {
   try {
     text = await readFile(path, 'utf8');
   } catch (err) {
-    throw new CosiError('COSI_ERR_USAGE', `cannot read package list ${path}: ${(err as NodeJS.ErrnoException).code ?? err}`);
+    throw systemError(`--packages ${path}`, err, { code: 'COSI_ERR_USAGE' });
   }
   return parsePackageList(text, path);
 }

@@ -17,6 +17,7 @@ import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import tar from 'tar-stream';
 import { CosiError } from '../errors.js';
+import { systemError } from '../errno.js';
 import { FileSource } from '../transport/file-source.js';
 import { dpsTypeByGuid } from '../disk/dps.js';
 import { coversPartition, detectFilesystem, type FsInfo } from '../disk/fsdetect.js';
@@ -44,6 +45,8 @@ export interface PackOptions {
   id?: string;
   /** Called with one line per step, for a CLI's progress output. */
   log?: (line: string) => void;
+  /** What the user should hear even with -q (a --shrink that shrank nothing); default: log. */
+  warn?: (line: string) => void;
 }
 
 export interface PackedRegion {
@@ -61,6 +64,8 @@ export interface PackResult {
   metadata: CosiMetadata;
   regions: PackedRegion[];
   size: number;
+  /** An existing file at `output` was replaced (the rule: like curl -o, the new file takes its place, atomically). */
+  replaced: boolean;
 }
 
 const DEFAULT_LEVEL = 9;
@@ -72,10 +77,17 @@ export async function readDiskGpt(disk: string): Promise<{ gpt: Gpt; size: numbe
   try {
     const size = await src.size();
     const head = await src.read(0, Math.min(size, 8192 * 2));
-    const regionSize = primaryGptRegionSize(head);
-    const region = await src.read(0, regionSize);
-    if (region.length < regionSize) throw new CosiError('COSI_ERR_GPT', `${disk}: disk ends inside the primary GPT`);
-    return { gpt: parseGpt(region), size, region };
+    try {
+      const regionSize = primaryGptRegionSize(head);
+      const region = await src.read(0, regionSize);
+      if (region.length < regionSize) throw new CosiError('COSI_ERR_GPT', `${disk}: disk ends inside the primary GPT`);
+      return { gpt: parseGpt(region), size, region };
+    } catch (err) {
+      if (err instanceof CosiError && err.code === 'COSI_ERR_GPT' && !err.message.startsWith(disk)) {
+        throw new CosiError('COSI_ERR_GPT', `${disk} is not a disk image with a GPT partition table (${err.message})`, { cause: err });
+      }
+      throw err;
+    }
   } finally {
     await src.close();
   }
@@ -126,6 +138,16 @@ async function shrinkExt(disk: string, p: GptPartition, tmp: string): Promise<nu
   }
 }
 
+/** A --mount for a partition the disk does not have is a mistake, not a no-op. */
+function checkMounts(disk: string, parts: GptPartition[], mounts: Record<string, string> | undefined): void {
+  for (const [sel, path] of Object.entries(mounts ?? {})) {
+    const hit = /^\d+$/.test(sel) ? parts.some((p) => String(p.number) === sel) : parts.some((p) => dpsTypeByGuid(p.typeGuid)?.name === sel);
+    if (hit) continue;
+    const have = parts.map((p) => `${p.number}${dpsTypeByGuid(p.typeGuid) ? ` (${dpsTypeByGuid(p.typeGuid)!.name})` : ''}`).join(', ');
+    throw new CosiError('COSI_ERR_USAGE', `--mount ${sel}=${path}: ${disk} has no partition ${/^\d+$/.test(sel) ? sel : `of type ${sel}`}; it has ${have || 'none'}`);
+  }
+}
+
 export async function packDisk(opts: PackOptions): Promise<PackResult> {
   const log = opts.log ?? (() => {});
   const { gpt, size: diskSize } = await readDiskGpt(opts.disk);
@@ -138,12 +160,15 @@ export async function packDisk(opts: PackOptions): Promise<PackResult> {
       throw new CosiError('COSI_ERR_GPT', `${opts.disk}: partition ${p.number} ends at ${p.offset + p.size}, past the end of the disk (${diskSize})`);
     }
   }
+  checkMounts(opts.disk, parts, opts.mounts);
   const id = opts.id ?? randomUUID();
   const idBytes = Buffer.from(id.replace(/-/g, ''), 'hex');
   const level = opts.level ?? DEFAULT_LEVEL;
   const windowLog = opts.windowLog ?? DEFAULT_WINDOW_LOG;
   const outDir = dirname(opts.output);
-  const work = await mkdtemp(join(outDir, `.${basename(opts.output)}.pack-`));
+  const work = await mkdtemp(join(outDir, `.${basename(opts.output)}.pack-`)).catch((err: unknown) => {
+    throw systemError(`cannot write ${opts.output}`, err, { writing: true, dir: outDir });
+  });
   const tmpOut = join(outDir, `.${basename(opts.output)}.${randomBytes(4).toString('hex')}.partial`);
   const src = new FileSource(opts.disk);
   try {
@@ -163,20 +188,24 @@ export async function packDisk(opts: PackOptions): Promise<PackResult> {
       windowLog: g.r.windowLog,
     });
     const files = new Map<string, string>([['images/primary-gpt.raw.zst', g.out]]);
+    /** Why --shrink left each partition as it was, said when it shrank none. */
+    const unshrunk: string[] = [];
 
     for (const p of parts) {
       const fs = await detectFilesystem(src, p.offset, p.size);
       const path = `images/partition-${p.number}.raw.zst`;
       let input: string | { path: string; offset: number; length: number } = { path: opts.disk, offset: p.offset, length: p.size };
       let shrunkFrom: number | undefined;
-      if (opts.shrink && EXT.has(fs.type) && coversPartition(fs, p.size)) {
+      if (opts.shrink && !EXT.has(fs.type)) unshrunk.push(`${p.number} (${fs.type}, not ext2/3/4)`);
+      else if (opts.shrink && !coversPartition(fs, p.size)) unshrunk.push(`${p.number} (its ${fs.type} is already smaller than the partition)`);
+      else if (opts.shrink) {
         const tmp = join(work, `shrink-${p.number}.raw`);
         const newSize = await shrinkExt(opts.disk, p, tmp);
         if (newSize < p.size) {
           input = tmp;
           shrunkFrom = p.size;
           log(`partition ${p.number}: ${fs.type} shrunk from ${p.size} to ${newSize} bytes`);
-        }
+        } else unshrunk.push(`${p.number} (${fs.type} already at its minimum size)`);
       }
       log(`partition ${p.number}: ${fs.type}${fs.uuid ? ` ${fs.uuid}` : ''}, ${p.size} bytes`);
       const c = await compress(path, input);
@@ -192,6 +221,9 @@ export async function packDisk(opts: PackOptions): Promise<PackResult> {
       });
     }
 
+    if (opts.shrink && !regions.some((r) => r.shrunkFrom !== undefined)) {
+      (opts.warn ?? log)(`--shrink shrank nothing: partition ${unshrunk.join(', partition ')}`);
+    }
     const filesystems: Filesystem[] = [];
     for (const r of regions) {
       if (r.kind !== 'partition' || !r.partition || !r.fs) continue;
@@ -237,9 +269,10 @@ export async function packDisk(opts: PackOptions): Promise<PackResult> {
     const metadataBytes = Buffer.from(JSON.stringify(metadata, null, 2) + '\n');
 
     await writeArchive(tmpOut, metadataBytes, regions.map((r) => ({ name: r.path, file: files.get(r.path)!, size: r.image.compressedSize })));
+    const replaced = await stat(opts.output).then((st) => st.isFile(), () => false);
     await rename(tmpOut, opts.output);
     const { size } = await stat(opts.output);
-    return { output: opts.output, metadata, regions, size };
+    return { output: opts.output, metadata, regions, size, replaced };
   } catch (err) {
     await rm(tmpOut, { force: true });
     throw err;

@@ -2,6 +2,7 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import { CosiError } from '../errors.js';
+import { systemError } from '../errno.js';
 import { readAt } from './handle-source.js';
 import type { ByteSource } from './source.js';
 
@@ -16,9 +17,21 @@ export class FileSource implements ByteSource {
   }
 
   private fh(): Promise<FileHandle> {
-    this.handle ??= open(this.path, 'r').catch((err: NodeJS.ErrnoException) => {
+    this.handle ??= open(this.path, 'r').then(
+      async (fh) => {
+        // A directory opens fine and fails only at the first read, as a bare EISDIR.
+        if ((await fh.stat()).isDirectory()) {
+          await fh.close();
+          throw new CosiError('COSI_ERR_IO', `${this.path} is a directory, not a file; give a file`);
+        }
+        return fh;
+      },
+      (err: NodeJS.ErrnoException) => {
+        throw systemError(`cannot open ${this.path}`, err);
+      },
+    ).catch((err: unknown) => {
       this.handle = undefined;
-      throw new CosiError('COSI_ERR_IO', `cannot open ${this.path}: ${err.code ?? err.message}`, { cause: err });
+      throw err;
     });
     return this.handle;
   }

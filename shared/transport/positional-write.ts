@@ -10,6 +10,7 @@
  */
 import { writeSync } from 'node:fs';
 import { CosiError } from '../errors.js';
+import { systemError } from '../errno.js';
 
 export const HOLE_BLOCK = 64 * 1024;
 const ZEROS = Buffer.alloc(HOLE_BLOCK);
@@ -73,7 +74,7 @@ export function writeAllSync(fd: number, buf: Uint8Array, pos: number, label: st
 /** The ways a positional write fails, worded once for every writer. */
 export function writeFailed(label: string, at: number, err: unknown): CosiError {
   const e = err as NodeJS.ErrnoException;
-  return new CosiError('COSI_ERR_IO', `${label}: write failed at byte ${at}: ${e.code ?? e.message}`, { cause: err });
+  return systemError(`${label}: write failed at byte ${at}`, e, { code: 'COSI_ERR_IO' });
 }
 
 export function acceptedNothing(label: string, at: number): CosiError {

@@ -1,6 +1,6 @@
 /**
  * Folder shared/transport/: byte sources (this interface; file, open-handle and HTTP sources), RFC 9110
- * range rules and positional writes. Imports errors.ts and undici only; everything else may import it.
+ * range rules and positional writes. Imports errors.ts, errno.ts and undici only; everything else may import it.
  */
 import type { Readable } from 'node:stream';
 

@@ -1,6 +1,6 @@
 /**
  * Folder shared/zstd/: decoding (frames, the rules every decode enforces, stream and worker decoders) and the
- * writer's encoder. Imports transport/ (positional writes, chunk release) and errors.ts; never format/.
+ * writer's encoder. Imports transport/ (positional writes, chunk release), errors.ts and errno.ts; never format/.
  *
  * zstd behind one small interface: a streaming decoder (node:zlib when the
  * runtime has it, fzstd otherwise), the same decode in a worker for bulk

@@ -19,6 +19,7 @@ import { CosiError } from '../errors.js';
 import { zstdError, zstdProgram } from './backends.js';
 import { BIG_CHUNK, FrameScanner } from './frame.js';
 import type { DecodePolicy } from './policy.js';
+import { describeSystemError } from '../errno.js';
 
 /** stderr kept for the error message: the program's last words, not a flood. */
 const STDERR_KEEP = 4096;
@@ -46,7 +47,7 @@ export class ProcessDecoder extends Transform {
     }
     this.exited = new Promise((resolve) => {
       this.child.once('error', (err) => {
-        this.fail(new CosiError('COSI_ERR_UNSUPPORTED', `cannot run ${bin}: ${(err as NodeJS.ErrnoException).code ?? err.message}`, { cause: err }));
+        this.fail(new CosiError('COSI_ERR_UNSUPPORTED', `cannot run ${bin}: ${describeSystemError(err)}`, { cause: err }));
         resolve(null);
       });
       this.child.once('close', (code) => {

@@ -15,6 +15,8 @@ export interface Endpoint {
   validator: Validator | undefined;
   /** Answered a range with 206 at least once. */
   ranged: boolean;
+  /** Some response (any status) came back from it: a refused connection later is a blip, not a wrong address. */
+  answered: boolean;
   /** A failure that retrying this URL will not fix (4xx, TLS, no ranges), while others remain. */
   dead: CosiError | undefined;
 }
@@ -41,7 +43,7 @@ export function parseEndpoint(raw: string): Endpoint {
     url.password = '';
   }
   url.hash = '';
-  return { url, name: displayUrl(url), auth, location: undefined, validator: undefined, ranged: false, dead: undefined };
+  return { url, name: displayUrl(url), auth, location: undefined, validator: undefined, ranged: false, answered: false, dead: undefined };
 }
 
 /** The endpoints of one source, in order, with a cursor shared by all its transfers. */

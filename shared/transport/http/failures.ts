@@ -6,6 +6,7 @@
 import { createRequire } from 'node:module';
 import type { Dispatcher } from 'undici';
 import { CosiError, type ErrorCode } from '../../errors.js';
+import { errnoText, systemError } from '../../errno.js';
 import { parseHttpDate } from '../range.js';
 import { header } from './response.js';
 
@@ -42,20 +43,10 @@ function errorCodes(err: unknown): string[] {
 
 const TLS_CODE = /^(CERT_|ERR_TLS_|ERR_SSL_|DEPTH_ZERO_SELF_SIGNED_CERT$|SELF_SIGNED_CERT_IN_CHAIN$|UNABLE_TO_|HOSTNAME_MISMATCH$|ERR_OSSL_)/;
 
-const NETWORK_WORDS: Record<string, string> = {
-  ECONNREFUSED: 'connection refused',
-  ECONNRESET: 'connection reset by peer',
-  ECONNABORTED: 'connection aborted',
-  EPIPE: 'connection broken',
-  ENOTFOUND: 'host not found',
-  EAI_AGAIN: 'DNS lookup failed (temporary)',
-  EHOSTUNREACH: 'host unreachable',
-  ENETUNREACH: 'network unreachable',
-  ENETDOWN: 'network down',
-  UND_ERR_SOCKET: 'connection closed by the server',
-  UND_ERR_CLOSED: 'connection closed',
-  UND_ERR_RES_CONTENT_LENGTH_MISMATCH: 'body shorter than its Content-Length',
-};
+/** OpenSSL's reason out of its "error:0A00010B:SSL routines:ssl3_get_record:wrong version number:FILE:LINE:" text. */
+function tlsReason(detail: string): string {
+  return /SSL routines:[^:]*:([^:]+)/.exec(detail)?.[1] ?? detail;
+}
 
 /** Turn anything a request can throw into a one-line CosiError and a retry decision. */
 export function classify(err: unknown, what: string, idleMs: number): { error: CosiError; retry: Retry } {
@@ -64,7 +55,9 @@ export function classify(err: unknown, what: string, idleMs: number): { error: C
   const detail = err instanceof Error ? err.message : String(err);
   const tls = codes.find((c) => TLS_CODE.test(c));
   if (tls) {
-    return { error: fail('COSI_ERR_TLS', `${what}: TLS error: ${detail} (${tls})`, 'mirror', { cause: err }), retry: 'mirror' };
+    const words = errnoText(tls);
+    const text = words ? describeTls(tls) : tlsReason(detail);
+    return { error: fail('COSI_ERR_TLS', `${what}: TLS error: ${text}`, 'mirror', { cause: err, details: { code: tls } }), retry: 'mirror' };
   }
   const timeout = (code: string, text: string) => ({
     error: fail('COSI_ERR_TIMEOUT', `${what}: ${text}`, 'again', { cause: err, details: { code } }),
@@ -77,11 +70,17 @@ export function classify(err: unknown, what: string, idleMs: number): { error: C
   if (codes.includes('ABORT_ERR') || codes.includes('UND_ERR_ABORTED')) {
     return { error: fail('COSI_ERR_NETWORK', `${what}: aborted`, 'never', { cause: err }), retry: 'never' };
   }
-  const known = codes.find((c) => c in NETWORK_WORDS);
-  const text = known ? `${NETWORK_WORDS[known]} (${known})` : codes[0] ? `${detail} (${codes[0]})` : detail;
+  const known = codes.find((c) => errnoText(c) !== undefined);
+  const text = known ? errnoText(known)! : detail;
   // An unknown host name is a typo far more often than a blip (EAI_AGAIN is the blip): no waiting on it.
   const retry: Retry = known === 'ENOTFOUND' ? 'mirror' : 'again';
   return { error: fail('COSI_ERR_NETWORK', `${what}: ${text}`, retry, { cause: err, details: { code: known ?? codes[0] } }), retry };
+}
+
+/** A TLS code's words and what to do, from the shared table. */
+function describeTls(code: string): string {
+  const e = systemError('', { code });
+  return e.message.replace(/^: /, '');
 }
 
 function retryAfterMs(value: string | undefined): number | undefined {

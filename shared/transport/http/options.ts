@@ -3,7 +3,12 @@ import type { Dispatcher } from 'undici';
 
 export type HttpSourceEvent =
   | { type: 'request'; url: string; range?: string }
-  | { type: 'retry'; url: string; offset: number; attempt: number; error: string }
+  /**
+   * A failed request about to be tried again: `attempt` of `retries`, after
+   * `delayMs`; `reason` is the failure in a few words ('connection refused'),
+   * `error` the whole line. Nothing is printed by the library: a CLI shows these.
+   */
+  | { type: 'retry'; url: string; offset: number; attempt: number; retries: number; delayMs: number; reason: string; error: string }
   | { type: 'mirror'; from: string; to: string; offset: number };
 
 export interface HttpSourceOptions {

@@ -58,6 +58,7 @@ export class Requester {
       } catch (err) {
         throw classify(err, `${method} ${name}`, this.o.idleTimeoutMs).error;
       }
+      ep.answered = true;
       if (!REDIRECTS.has(res.statusCode)) return { res, url: name };
       await res.body.dump().catch(() => {});
       const location = header(res.headers, 'location');

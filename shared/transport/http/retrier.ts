@@ -40,10 +40,13 @@ export class Retrier {
     if (this.sinceFailure >= PROGRESS_RESETS_RETRIES) this.failures = 0;
     this.sinceFailure = 0;
     this.failures++;
-    if (retry === 'mirror') ep.dead = error;
+    // Refused before anything ever answered: a wrong port or a server that is not running, not a blip worth 17 s of backoff.
+    const neverAnswered = !ep.answered && error.details?.code === 'ECONNREFUSED';
+    if (retry === 'mirror' || neverAnswered) ep.dead = error;
     const next = endpoints.advance(ep);
-    if (!next && retry === 'mirror') {
+    if (!next && (retry === 'mirror' || neverAnswered)) {
       ep.dead = undefined;
+      if (neverAnswered) throw new CosiError(error.code, `${error.message}: nothing answers there; is the server running, and is the host and port right?`, { cause: error.cause ?? error, details: error.details });
       throw error;
     }
     if (this.failures > o.retries) {
@@ -51,12 +54,14 @@ export class Retrier {
     }
     const to = next ?? ep;
     if (next) emit({ type: 'mirror', from: ep.name, to: next.name, offset });
-    emit({ type: 'retry', url: to.name, offset, attempt: this.failures, error: error.message });
     const exp = o.backoffMs * 2 ** (this.failures - 1);
     const jittered = exp * (0.5 + Math.random());
     const hinted = typeof error.details?.retryAfterMs === 'number' ? error.details.retryAfterMs : 0;
+    const delayMs = Math.round(Math.min(MAX_BACKOFF_MS, Math.max(jittered, hinted)));
+    const reason = error.message.replace(/^(GET|HEAD) \S+: /, '');
+    emit({ type: 'retry', url: to.name, offset, attempt: this.failures, retries: o.retries, delayMs, reason, error: error.message });
     try {
-      await sleep(Math.min(MAX_BACKOFF_MS, Math.max(jittered, hinted)), undefined, { signal: this.signal });
+      await sleep(delayMs, undefined, { signal: this.signal });
     } catch {
       throw new CosiError('COSI_ERR_NETWORK', `${name}: transfer aborted`, { cause: error });
     }

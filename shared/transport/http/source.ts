@@ -273,6 +273,9 @@ export class HttpSource implements ByteSource {
         if (how !== undefined) throw sourceChanged(ep.name, how);
       }
       this.checkValidator(ep, res.headers);
+      // A page or an API answer is no file without ranges: say what it is, not "no Range support".
+      const page = pageKind(header(res.headers, 'content-type'));
+      if (page) throw fail('COSI_ERR_NOT_COSI', `${what}: answered with ${page}, not a COSI file`, 'mirror', { details: { contentType: header(res.headers, 'content-type') } });
       if (!this.endpoints.anyRanged()) this.rangeSupported = false;
       throw fail('COSI_ERR_RANGE_UNSUPPORTED', `${what}: the server ignores Range requests (answered 200 with the whole file)`, 'mirror');
     }
@@ -308,4 +311,12 @@ export class HttpSource implements ByteSource {
   private truncated(offset: number, length: number): CosiError {
     return fail('COSI_ERR_TRUNCATED', `${this.name} is ${this.knownSize} bytes: it ends before bytes ${offset}-${offset + length - 1}`, 'never');
   }
+}
+
+/** 'an HTML page' or 'a JSON document' for such a Content-Type; undefined for anything a file may be served as. */
+function pageKind(contentType: string | undefined): string | undefined {
+  const t = (contentType ?? '').split(';')[0]!.trim().toLowerCase();
+  if (t === 'text/html' || t === 'application/xhtml+xml') return `an HTML page (${t})`;
+  if (t === 'application/json' || t.endsWith('+json')) return `a JSON document (${t})`;
+  return undefined;
 }

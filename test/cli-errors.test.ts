@@ -1,0 +1,102 @@
+/**
+ * System errors in words: the real bins given a missing directory, a missing
+ * file, a directory for a file, a port in use, an address not on this machine,
+ * https against a plain-HTTP server. One line, the class's exit code, no bare
+ * errno (ENOENT, EISDIR, ...) and no library text; nothing left behind.
+ */
+import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { FETCH_CLI, runBin, type CliResult } from './client-helpers.js';
+import { PACK_CLI, packedDisk, REPO, SMALL, type PackedFixture } from './fixtures.js';
+
+const SERVER_CLI = join(REPO, 'dist', 'server', 'cli.js');
+let work: string;
+let small: PackedFixture;
+
+before(async () => {
+  work = await mkdtemp(join(tmpdir(), 'cosi-cli-errors-'));
+  small = await packedDisk(SMALL);
+});
+after(async () => {
+  await rm(work, { recursive: true, force: true });
+});
+
+const fetch = (args: string[]) => runBin(FETCH_CLI, args, { timeoutMs: 60_000 });
+const pack = (args: string[]) => runBin(PACK_CLI, args, { timeoutMs: 60_000 });
+const server = (args: string[]) => runBin(SERVER_CLI, args, { timeoutMs: 30_000, env: { COSI_CACHE_DIR: join(work, 'cache') } });
+
+/** One error line of `prog`, matching `re`, exit `code`, and no errno word or Node/OpenSSL wording anywhere. */
+function failsWith(r: CliResult, prog: string, code: number, re: RegExp): void {
+  assert.equal(r.code, code, r.stderr);
+  const errors = r.stderr.split('\n').filter((l) => l.startsWith(`${prog}: error:`));
+  assert.equal(errors.length, 1, r.stderr);
+  assert.match(errors[0]!, re);
+  assert.doesNotMatch(r.stderr, /\bE[A-Z]{3,}\b|illegal operation|ERR_|SSL routines|\.c:\d+/, r.stderr);
+}
+
+test('cosi-fetch: a missing output directory, a missing file, a directory as the image', async () => {
+  const dir = await mkdtemp(join(work, 'fetch-'));
+  failsWith(await fetch(['-p', 'root', '-o', join(dir, 'nope', 'root.img'), small.cosi]), 'cosi-fetch', 6, /cannot create .*root\.img: the directory .*nope does not exist; create it first \(mkdir -p /);
+  assert.deepEqual(await readdir(dir), [], 'nothing left behind');
+  failsWith(await fetch(['inspect', join(dir, 'missing.cosi')]), 'cosi-fetch', 6, /cannot open .*missing\.cosi: no such file or directory/);
+  failsWith(await fetch(['inspect', dir]), 'cosi-fetch', 6, /is a directory, not a file/);
+});
+
+test('cosi-pack: user mistakes get their class, never exit 1', async () => {
+  const dir = await mkdtemp(join(work, 'pack-'));
+  failsWith(await pack([small.disk, '-o', join(dir, 'nope', 'x.cosi')]), 'cosi-pack', 6, /the directory .*nope does not exist; create it first/);
+  failsWith(await pack([dir, '-o', join(dir, 'x.cosi')]), 'cosi-pack', 6, /is a directory, not a file/);
+  failsWith(await pack([join(dir, 'missing.raw'), '-o', join(dir, 'x.cosi')]), 'cosi-pack', 6, /cannot open .*missing\.raw: no such file or directory/);
+  failsWith(await pack([small.disk, '-o', dir]), 'cosi-pack', 2, /-o .* is a directory; give the file to write/);
+  failsWith(await pack([small.disk, '-o', join(dir, 'x.cosi'), '--os-release', join(dir, 'none')]), 'cosi-pack', 2, /--os-release .*none: no such file or directory/);
+  failsWith(await pack(['validate', dir]), 'cosi-pack', 6, /is a directory, not a file/);
+  assert.deepEqual(await readdir(dir), [], 'nothing left behind');
+});
+
+test('cosi-server: a missing token file, a port in use (another port suggested), an address not on this machine', async () => {
+  const root = await mkdtemp(join(work, 'root-'));
+  failsWith(await server(['--root', root, '--port', '0', '--token-file', join(root, 'none')]), 'cosi-server', 2, /--token-file .*none: no such file or directory/);
+  const holder = createServer();
+  await new Promise<void>((r) => holder.listen(0, '127.0.0.1', r));
+  const port = (holder.address() as { port: number }).port;
+  try {
+    failsWith(await server(['--root', root, '--port', String(port)]), 'cosi-server', 6, new RegExp(`cannot listen on 127\\.0\\.0\\.1:${port}: address already in use; .*pick another with --port ${port + 1} \\(--port 0 picks a free one\\)`));
+  } finally {
+    holder.close();
+  }
+  // 192.0.2.1 is TEST-NET-1: never an address of this machine.
+  failsWith(await server(['--root', root, '--port', '0', '--host', '192.0.2.1']), 'cosi-server', 6, /cannot listen on 192\.0\.2\.1:0: not an address of this machine; use one of .*127\.0\.0\.1/);
+});
+
+test('https:// against a plain-HTTP server says it looks like plain HTTP', async () => {
+  const plain = createServer((_req, res) => res.end('plain'));
+  await new Promise<void>((r) => plain.listen(0, '127.0.0.1', r));
+  const port = (plain.address() as { port: number }).port;
+  try {
+    failsWith(await fetch(['inspect', `https://127.0.0.1:${port}/x.cosi`]), 'cosi-fetch', 3, /TLS error: the answer looks like plain HTTP, not TLS; use http:\/\/ instead of https:\/\//);
+  } finally {
+    plain.close();
+  }
+});
+
+test('cosi-pack validate: a file that is no COSI archive says so, and --json still prints JSON', async () => {
+  const text = join(work, 'notes.txt');
+  await writeFile(text, 'vm notes: not an archive\n');
+  failsWith(await pack(['validate', text]), 'cosi-pack', 5, /notes\.txt is not a COSI archive nor a metadata\.json/);
+  const j = await pack(['validate', '--json', text]);
+  assert.equal(j.code, 5, j.stderr);
+  const report = JSON.parse(j.stdout);
+  assert.equal(report.valid, false);
+  assert.equal(report.errors[0].rule, 'COSI_ERR_NOT_COSI');
+  assert.match(report.errors[0].message, /not a COSI archive/);
+  // A metadata.json is still checked as one.
+  const meta = join(work, 'metadata.json');
+  await writeFile(meta, '{"version": "1.2"}');
+  const m = await pack(['validate', '--json', meta]);
+  assert.equal(m.code, 5);
+  assert.ok(JSON.parse(m.stdout).checks.includes('metadata'));
+});
