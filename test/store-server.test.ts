@@ -5,8 +5,8 @@
  * reads of its head only, changes found by ETag on rescan; partitions come
  * through the server (proxy) and the raw archive by a 307 to a signed URL,
  * byte-identical either way; a store that resets mid-transfer is resumed;
- * two replicas over one bucket list the same catalog; bad credentials stop
- * the start with one line and no secret.
+ * two replicas over one bucket list the same catalog, as do the workers of
+ * --workers 2; bad credentials stop the start with one line and no secret.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -231,6 +231,30 @@ describe('replicas, redirects and faults (the real CLI)', () => {
       // Metadata stays ours, with our ETag.
       const m = await http(cli.url, '/v1/images/os/filled/metadata.json');
       assert.equal(m.status, 200);
+    } finally {
+      await cli.stop();
+    }
+  });
+
+  test('--workers 2 over s3://: each worker indexes the bucket itself and serves the same catalog and bytes', async () => {
+    const cli = await startCli(['--workers', '2', '--remote', 's3://catalog/images'], env());
+    try {
+      const listening = JSON.parse(cli.output().split('\n').find((l) => l.includes('"listening"'))!);
+      assert.equal(listening.workers, 2);
+      // A connection per request, so the primary spreads them over both workers: every answer is the same catalog.
+      const lists = [];
+      for (let i = 0; i < 6; i++) lists.push(json(await http(cli.url, '/v1/images', { agent: false })));
+      const ids = lists[0].images.map((i: any) => i.id);
+      assert.ok(ids.includes('os/filled') && ids.includes('os/small'), ids.join(' '));
+      for (const l of lists) assert.deepEqual(catalogOf(l), catalogOf(lists[0]));
+      // /metrics sums the workers: both indexed every archive of the listing.
+      const metrics = (await http(cli.url, '/metrics', { agent: false })).body.toString();
+      assert.match(metrics, /^cosi_workers 2$/m);
+      assert.equal(Number(/^cosi_index_runs_total (\d+)$/m.exec(metrics)?.[1]), 2 * ids.length, metrics);
+      const dir = await fresh();
+      const r = await runFetch(['-p', 'root', '-o', join(dir, 'root.img'), `${cli.url}/cosi/os/filled.cosi`]);
+      assert.equal(r.code, 0, r.stderr);
+      await assertRoot(filled, join(dir, 'root.img'));
     } finally {
       await cli.stop();
     }

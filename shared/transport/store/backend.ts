@@ -6,6 +6,7 @@
  * signature), so it never reaches a user or a log.
  */
 import { CosiError } from '../../errors.js';
+import { errnoOf, systemError } from '../../errno.js';
 
 export interface StoreObject {
   key: string;
@@ -49,7 +50,12 @@ function findCode(err: unknown): string | undefined {
 export function storeFailure(err: unknown, what: string, status: number | undefined, vendorCode: string | undefined, hint: string): CosiError {
   if (err instanceof CosiError) return err;
   const net = findCode(err);
-  if (net && status === undefined) return new CosiError('COSI_ERR_NETWORK', `${what}: cannot reach the store (${net})`, { details: { code: net } });
+  if (net && status === undefined) {
+    // In words from the shared table, as every other network failure is; the SDK's own codes get ours.
+    if (errnoOf({ code: net })) return systemError(`${what}: cannot reach the store`, { code: net });
+    const words = /^UND_ERR_\w*TIMEOUT$|^TimeoutError$/.test(net) ? 'no answer in time' : 'the request did not get through';
+    return new CosiError('COSI_ERR_NETWORK', `${what}: cannot reach the store: ${words}`, { details: { code: net } });
+  }
   const code = vendorCode && /^[A-Za-z][\w.]{0,63}$/.test(vendorCode) ? ` ${vendorCode}` : '';
   if (status === 401 || status === 403) {
     return new CosiError('COSI_ERR_HTTP_STATUS', `${what}: access denied (HTTP ${status}${code}): ${hint}`, { details: { status } });
