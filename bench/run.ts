@@ -10,6 +10,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { diskComparisons, memoryComparison, partitionComparisons, wireComparison, type FetchContext } from './fetch.js';
+import { framedComparisons } from './framed.js';
 import { indexingComparisons } from './indexing.js';
 import { loadComparisons } from './load.js';
 import { markdown, withEarlierRows, writeResults, type Row } from './report.js';
@@ -27,7 +28,7 @@ log(`node20 ${process.version}, node22 ${tools.node22 ? nodeVersion(tools.node22
 
 // Comparison 8 measures the server's own state, which the archive's size does not change: it
 // always serves the small workload, and the full one is built only for the comparisons that need it.
-const needMain = [1, 2, 3, 4, 5, 6, 7, 9].some((n) => wants(opts, n));
+const needMain = [1, 2, 3, 4, 5, 6, 7, 9, 10].some((n) => wants(opts, n));
 // The low-ratio workload (about 4:1) beside the main one (5.7:1) for the decoding rows, 1 and 2; with --low-only, instead of it.
 const low = opts.lowOnly || wants(opts, 1) || wants(opts, 2) ? await packedWorkload(opts.cacheDir, lowRatioRecipe(opts.quick), log) : undefined;
 const main = opts.lowOnly ? low! : await packedWorkload(opts.cacheDir, mainRecipe(opts.quick || !needMain), log);
@@ -99,6 +100,11 @@ try {
     extra.wire = r.extra;
   }
   if (wants(opts, 9)) {
+    const r = await framedComparisons(ctx);
+    rows.push(...r.rows);
+    extra.framed = r.extra;
+  }
+  if (wants(opts, 10)) {
     const iw = await indexWorkload(opts.cacheDir, log);
     const r = await withLoad(() => storeComparisons(opts, tools, iw, main, outDir, log));
     rows.push(...r.rows);

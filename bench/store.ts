@@ -1,9 +1,9 @@
 /**
- * Comparison 9: catalogs on an object store, on the emulated S3 store the
- * tests use (s3rver on 127.0.0.1). 9a: indexing a bucket of 1,000 archives
+ * Comparison 10: catalogs on an object store, on the emulated S3 store the
+ * tests use (s3rver on 127.0.0.1). 10a: indexing a bucket of 1,000 archives
  * (listing plus head-only range reads of each) against the same indexer on
  * the same files on local disk, with the store's requests and bytes read.
- * 9b: cosi-fetch of the root partition through `cosi-server --redirect`
+ * 10b: cosi-fetch of the root partition through `cosi-server --redirect`
  * (a 307 to a signed URL per request) against cosi-fetch from the s3:// URL
  * directly, rounds alternating.
  */
@@ -87,13 +87,13 @@ export async function storeComparisons(opts: BenchOptions, tools: Tools, iw: Ind
     s3 = await startS3();
   } catch (err) {
     const why = `s3rver did not start: ${(err as Error).message.split('\n')[0]}`;
-    return { rows: [notAvailable('9a', 'index a bucket of 1,000 archives', 'INFO', why), notAvailable('9b', 'fetch through --redirect vs from the store', '<= 1.10', why)], extra };
+    return { rows: [notAvailable('10a', 'index a bucket of 1,000 archives', 'INFO', why), notAvailable('10b', 'fetch through --redirect vs from the store', '<= 1.10', why)], extra };
   }
   try {
     const files = (await readdir(iw.manyDir)).filter((f) => f.endsWith('.cosi')).sort().map((f) => join(iw.manyDir, f));
     const t0 = process.hrtime.bigint();
     await eachLimited(files, 16, (f) => s3.put('bench-many', `many/${f.slice(iw.manyDir.length + 1)}`, f));
-    log(`comparison 9: uploaded ${files.length} archives to s3rver in ${seconds(t0).toFixed(1)} s`);
+    log(`comparison 10: uploaded ${files.length} archives to s3rver in ${seconds(t0).toFixed(1)} s`);
     const rounds = opts.quick ? 1 : 3;
     const store: Awaited<ReturnType<typeof indexStore>>[] = [];
     const local: number[] = [];
@@ -105,7 +105,7 @@ export async function storeComparisons(opts: BenchOptions, tools: Tools, iw: Ind
     const lo = summarize(local);
     const last = store[store.length - 1]!;
     rows.push({
-      id: '9a',
+      id: '10a',
       what: `index a bucket of ${files.length} archives (${fmtBytes(iw.tiny.archiveSize)} each) on s3rver: one paged listing, then head-only range reads, 16 at a time`,
       measurement: `${st.median.toFixed(2)} s (n=${st.n}); ${last.requests} requests (${(last.requests / files.length).toFixed(1)} per archive), ${fmtBytes(last.bytes)} read (${fmtBytes(last.bytes / files.length)} per archive); ${last.valid}/${last.images} valid`,
       baseline: `same files on local disk, same indexer and parallelism: ${lo.median.toFixed(2)} s`,
@@ -114,10 +114,10 @@ export async function storeComparisons(opts: BenchOptions, tools: Tools, iw: Ind
       status: last.valid === files.length ? 'INFO' : 'MISS',
       data: { store, local },
     });
-    log(`comparison 9a: store ${st.median.toFixed(2)} s, local ${lo.median.toFixed(2)} s, ${last.requests} requests, ${last.bytes} bytes`);
+    log(`comparison 10a: store ${st.median.toFixed(2)} s, local ${lo.median.toFixed(2)} s, ${last.requests} requests, ${last.bytes} bytes`);
 
     const what = `cosi-fetch --partition root of ${main.name} through cosi-server --redirect (307 to a signed URL) vs from s3:// directly`;
-    if (!tools.client || !tools.server) rows.push(notAvailable('9b', what, '<= 1.10', 'dist/ missing'));
+    if (!tools.client || !tools.server) rows.push(notAvailable('10b', what, '<= 1.10', 'dist/ missing'));
     else {
       await s3.put('bench-main', 'main.cosi', main.cosi);
       const srv = await startRedirectServer(s3, tools.node20);
@@ -137,7 +137,7 @@ export async function storeComparisons(opts: BenchOptions, tools: Tools, iw: Ind
         const r = summarize(viaRedirect);
         const d = summarize(direct);
         rows.push({
-          id: '9b',
+          id: '10b',
           what,
           measurement: `${r.median.toFixed(2)} s (${r.min.toFixed(2)}-${r.max.toFixed(2)}, n=${r.n})`,
           baseline: `s3:// direct: ${d.median.toFixed(2)} s (${d.min.toFixed(2)}-${d.max.toFixed(2)})`,
@@ -146,7 +146,7 @@ export async function storeComparisons(opts: BenchOptions, tools: Tools, iw: Ind
           status: passIf(r.median / d.median <= 1.1),
           data: { redirect: r, direct: d },
         });
-        log(`comparison 9b: redirect ${r.median.toFixed(2)} s vs direct ${d.median.toFixed(2)} s`);
+        log(`comparison 10b: redirect ${r.median.toFixed(2)} s vs direct ${d.median.toFixed(2)} s`);
       } finally {
         await srv.stop();
       }

@@ -50,7 +50,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
       .filter(Boolean)
       .map(Number),
   );
-  for (const n of set) if (!Number.isInteger(n) || n < 1 || n > 9) throw new Error(`--only: comparisons are 1..9, got ${n}`);
+  for (const n of set) if (!Number.isInteger(n) || n < 1 || n > 10) throw new Error(`--only: comparisons are 1..10, got ${n}`);
   if (lowOnly) {
     if (set.size === 0) for (const n of [1, 2, 4]) set.add(n);
     for (const n of set) if (![1, 2, 4].includes(n)) throw new Error(`--low-only runs comparisons 1, 2 and 4, not ${n}`);

@@ -80,7 +80,7 @@ print(n)
   return Number(stdout.trim());
 }
 
-async function describe(name: string, recipe: DiskRecipe, dir: string, file: string, nonZero: number, buildSeconds: number): Promise<Workload> {
+export async function describe(name: string, recipe: DiskRecipe, dir: string, file: string, nonZero: number, buildSeconds: number): Promise<Workload> {
   const cosi = join(dir, file);
   const src = new FileSource(cosi);
   try {

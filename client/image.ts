@@ -10,6 +10,7 @@
  * then one ranged request for its data.
  */
 import { createHash } from 'node:crypto';
+import { availableParallelism } from 'node:os';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { DEFAULT_HEAD_BYTES, sniff, startsLikeCosi } from '../shared/format/archive.js';
@@ -24,8 +25,9 @@ import { selectPartition } from '../shared/format/select.js';
 import type { ValidationIssue } from '../shared/format/validate.js';
 import type { ByteSource } from '../shared/transport/source.js';
 import { readTarIndex } from '../shared/format/tar.js';
-import { canDecodeInWorker, createZstdSink, zstdBackend } from '../shared/zstd/index.js';
+import { canDecodeInWorker, createZstdSink, decodeFrameRange, readSeekTable, zstdBackend, type SeekFrame } from '../shared/zstd/index.js';
 import { CachedSource } from './cached-source.js';
+import { framesOf, pumpFramed, type ResumeRun } from './framed-pump.js';
 import { asWritable, CHUNK_SINK, isChunkSink, type ChunkSink } from './chunk-sink.js';
 import { explainFailure, openCompressed, openImageStream, type ImageStream, type ImageStreamOptions } from './image-stream.js';
 import { Locator, WALK_WINDOW, type Located } from './locate.js';
@@ -45,6 +47,11 @@ export interface OpenOptions extends HttpSourceOptions {
    * without it such an image is refused (COSI_ERR_UNVERIFIED) before a byte of it is read.
    */
   allowUnverified?: boolean;
+  /**
+   * Decode lanes for framed images (those ending with a seek table): frames
+   * decoded at once. Default: the cores available; 0 decodes them as one stream.
+   */
+  decodeThreads?: number;
 }
 
 export interface TransferStats {
@@ -153,6 +160,14 @@ export interface PumpOptions {
   label?: string;
   /** Overrides OpenOptions.allowUnverified for this image (verify checks what it can, then reports). */
   allowUnverified?: boolean;
+  /** Continue a framed image from a written prefix, saving hash states as frames complete (cosi-fetch --resume). */
+  resume?: ResumeRun;
+}
+
+/** How pump() decoded an image: `frames` and `lanes` when its seek table let frames decode in parallel. */
+export interface PumpReport {
+  frames?: number;
+  lanes?: number;
 }
 
 /** One image as verify() checked it; `verified` is false when it has no SHA-384 (only size and zstd checked). */
@@ -182,6 +197,7 @@ export class CosiImage {
     check: ArchiveCheck,
     readonly source: CachedSource,
     private readonly allowUnverified: boolean,
+    private readonly decodeThreads: number,
   ) {
     const { archive, gpt, primary } = check;
     this.archive = archive;
@@ -221,7 +237,7 @@ export class CosiImage {
         if (pin) await pinOnUnparsable(src, pin, err);
         throw err;
       }
-      return new CosiImage(check, src, opts.allowUnverified ?? false);
+      return new CosiImage(check, src, opts.allowUnverified ?? false, opts.decodeThreads ?? availableParallelism());
     } catch (err) {
       await src.close().catch(() => undefined);
       throw err;
@@ -236,6 +252,39 @@ export class CosiImage {
   /** One partition by selector: 'root', 'esp', '/var', '3', an image path. */
   select(selector: string): PartitionInfo {
     return selectPartition(this.partitions, selector);
+  }
+
+  /** The seek table's frames of an image that can decode in parallel lanes here; undefined otherwise (one read of the entry's end). */
+  async seekFrames(image: ImageFile): Promise<SeekFrame[] | undefined> {
+    const [at] = this.where(image, {});
+    return this.decodeThreads > 0 ? framesOf(this.source, image, at) : undefined;
+  }
+
+  /**
+   * Bytes [offset, offset+length) of a framed image's decompressed content,
+   * decoding only the frames that cover them (each checked by its zstd
+   * checksum; the image's SHA-384 covers the whole entry, so it cannot vouch
+   * for a part). An image without a seek table is COSI_ERR_UNSUPPORTED.
+   */
+  async readUncompressed(image: ImageFile, offset: number, length: number): Promise<Buffer> {
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > image.uncompressedSize) {
+      throw new CosiError('COSI_ERR_USAGE', `${image.path}: bytes ${offset}+${length} are outside its ${image.uncompressedSize} decompressed bytes`);
+    }
+    if (length === 0) return Buffer.alloc(0);
+    const [at] = this.where(image, {});
+    const seek = await readSeekTable(this.source, at, image);
+    if (!seek) {
+      throw new CosiError('COSI_ERR_UNSUPPORTED', `${image.path} has no seek table: only framed images (cosi-pack --frame-size, cosi-pack reframe) can be read at an offset; stream() reads it whole`);
+    }
+    const chunks: Buffer[] = [];
+    for await (const c of decodeFrameRange((o, l) => this.source.stream(at.dataOffset + o, l), seek.frames, this.maxWindowLog, offset, offset + length - 1)) chunks.push(c as Buffer);
+    return Buffer.concat(chunks);
+  }
+
+  /** What identifies the archive's version at its source: the ETag (else Last-Modified) an HTTP server pinned; undefined for local files. */
+  sourceVersion(): string | undefined {
+    const v = (this.source.inner as Partial<HttpSource>).validator;
+    return v?.etag ?? v?.lastModified;
   }
 
   /** Requests and bytes so far: HTTP counters when remote, reads when local. */
@@ -279,7 +328,17 @@ export class CosiImage {
    * settles) gets the worker decoder and its recycled buffers, or, when it
    * offers a writeTarget, the worker writes its file directly.
    */
-  async pump(image: ImageFile, sink: Writable | ChunkSink, opts: PumpOptions = {}): Promise<void> {
+  async pump(image: ImageFile, sink: Writable | ChunkSink, opts: PumpOptions = {}): Promise<PumpReport> {
+    // A file the decoder may write itself, and an image ending with a seek table: its frames decode in parallel.
+    const direct = isChunkSink(sink) && sink.wrote && this.decodeThreads > 0 ? sink.writeTarget?.() : undefined;
+    if (direct) {
+      const [at, o] = this.where(image, opts);
+      const frames = await framesOf(this.source, image, at);
+      if (frames) {
+        await pumpFramed(this.source, image, at, frames, o, { threads: this.decodeThreads, target: direct, onWritten: (r) => (sink as ChunkSink).wrote!(r), resume: opts.resume });
+        return { frames: frames.filter((f) => f.decompressedSize > 0).length, lanes: this.decodeThreads };
+      }
+    }
     if (!isChunkSink(sink) || !canDecodeInWorker(zstdBackend())) {
       const s = await this.stream(image, opts);
       try {
@@ -287,13 +346,13 @@ export class CosiImage {
       } catch (err) {
         throw await explainFailure(this.source, image, s, err);
       }
-      return;
+      return {};
     }
     const [at, o] = this.where(image, opts);
+    const target = sink.writeTarget?.();
     // Made before the request, so a sink that cannot be made leaves no response open.
     // The compressed chunks go from the source through the hash tap into the decoder and nowhere else.
     const base = { maxWindowLog: this.maxWindowLog, expectedSize: image.uncompressedSize, releaseInput: true };
-    const target = sink.writeTarget?.();
     const decoder = target && sink.wrote
       ? createZstdSink({ ...base, target, onWritten: (r) => sink.wrote!(r) })
       : createZstdSink({ ...base, onData: (b) => sink.put(b) });
@@ -305,6 +364,7 @@ export class CosiImage {
       if (!decoder.closed) await new Promise((resolve) => decoder.once('close', resolve));
       throw await explainFailure(this.source, image, c, err);
     }
+    return {};
   }
 
   /**

@@ -44,6 +44,20 @@ const live = new Set<Target>();
 /** Temporary names being created: a signal may land after open() made the file, before it is a Target. */
 const creating = new Set<string>();
 
+/** --resume outputs being written: an interrupt keeps them (with their journals) for the next run. */
+const resumable = new Map<string, string>();
+
+/** `scratch`: a file of the resumable output's that an interrupt removes (a journal being rewritten). */
+export function keepOnInterrupt(output: string, scratch: string): () => void {
+  resumable.set(output, scratch);
+  return () => resumable.delete(output);
+}
+
+/** The outputs an interrupt leaves for --resume to continue. */
+export function resumableOutputs(): string[] {
+  return [...resumable.keys()];
+}
+
 /** The targets being written now, oldest first. */
 export function liveTargets(): Target[] {
   return [...live];
@@ -57,7 +71,7 @@ export function liveTargets(): Target[] {
  */
 export function removeTemporariesSync(): Target[] {
   const targets = liveTargets();
-  const paths = [...creating, ...targets.filter((t) => t.kind === 'file').map((t) => t.writePath)];
+  const paths = [...creating, ...targets.filter((t) => t.kind === 'file').map((t) => t.writePath), ...resumable.values()];
   for (const p of paths) {
     try {
       unlinkSync(p);

@@ -73,10 +73,15 @@ export interface PartitionResult {
   seconds: number;
   /** A file was at `output` and was replaced. */
   replaced?: boolean;
+  /** Set when the image's seek table let its frames decode in parallel: zstd frames, and lanes decoding them. */
+  frames?: number;
+  lanes?: number;
+  /** --resume: seek-table entries an earlier, interrupted run had already written (0: started from the first). */
+  resumedFrom?: number;
 }
 
 /** What a result says about the partition itself, the same in partition and disk mode. */
-function describe(p: PartitionInfo, output: string, outputKind: 'file' | 'device', offset: number, partitionSize: number | undefined) {
+export function describe(p: PartitionInfo, output: string, outputKind: 'file' | 'device', offset: number, partitionSize: number | undefined) {
   return {
     path: p.path,
     label: labelOf(p),
@@ -119,7 +124,7 @@ export function defaultFileName(p: PartitionInfo, all: PartitionInfo[]): string 
   return basename(p.path).replace(/\.(raw)?\.?zst$/i, '') + '.img';
 }
 
-function checkFits(p: PartitionInfo): void {
+export function checkFits(p: PartitionInfo): void {
   if (p.gptPartition && p.image.uncompressedSize > p.gptPartition.size) {
     throw new CosiError(
       'COSI_ERR_INVALID',
@@ -180,7 +185,7 @@ async function copyInto(srcPath: string, length: number, dst: FileHandle, offset
   }
 }
 
-function progressItem(p: PartitionInfo) {
+export function progressItem(p: PartitionInfo) {
   return { path: p.path, label: labelOf(p), total: p.image.uncompressedSize, compressedTotal: p.image.compressedSize };
 }
 
@@ -223,7 +228,7 @@ export async function writePartition(img: CosiImage, p: PartitionInfo, outPath: 
   let ok = false;
   try {
     const w = imageWriter(t.fh, 0, p, { behind: t.behind, sparse: t.kind === 'file', limit: p.image.uncompressedSize }, opts);
-    await img.pump(p.image, w, { progress });
+    const decode = await img.pump(p.image, w, { progress });
     let verified = false;
     if (opts.verifyAfter) {
       await syncTarget(t);
@@ -256,6 +261,7 @@ export async function writePartition(img: CosiImage, p: PartitionInfo, outPath: 
       verifiedAfter: verified,
       seconds: (Date.now() - started) / 1000,
       replaced: t.replaces === true,
+      ...decode,
     };
   } catch (err) {
     await abortTarget(t);
@@ -300,6 +306,7 @@ export async function writeDisk(img: CosiImage, outPath: string, opts: WriteOpti
       try {
         let holes = 0;
         let verified = false;
+        const decode: { frames?: number; lanes?: number } = {};
         if (growHere && t.kind === 'file') {
           // resize2fs cannot work on a slice of a file (it truncates the file), so grow in a side file.
           const side = await openTarget(join(dirname(outPath), `.${basename(outPath)}.part${p.number}`), { size: p.image.uncompressedSize, scratch: true });
@@ -322,7 +329,7 @@ export async function writeDisk(img: CosiImage, outPath: string, opts: WriteOpti
           }
         } else {
           const w = imageWriter(t.fh, gp.offset, p, { behind: t.behind, sparse, limit: gp.size }, opts);
-          await img.pump(p.image, w, { progress });
+          Object.assign(decode, await img.pump(p.image, w, { progress }));
           holes = w.holes;
           if (opts.verifyAfter) {
             await syncTarget(t);
@@ -341,6 +348,7 @@ export async function writeDisk(img: CosiImage, outPath: string, opts: WriteOpti
           holeBytes: holes,
           verifiedAfter: verified,
           seconds: (Date.now() - started) / 1000,
+          ...decode,
         };
         return result;
       } finally {

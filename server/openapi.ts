@@ -63,6 +63,7 @@ const schemas: Record<string, Json> = {
       dataOffset: count,
       storedSize: count,
       verified: { type: 'string', description: "--verify result: 'ok' or why the stored bytes do not match." },
+      frames: { ...count, description: 'zstd frames of a framed image (one ending with a seek table); ?decompress=1 honours Range on these. Absent for one-frame images.' },
       url: { type: 'string', format: 'uri-reference' },
       blobUrl: { type: 'string', format: 'uri-reference' },
     },

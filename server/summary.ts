@@ -67,6 +67,8 @@ export interface PartitionSummary extends PartitionFields {
   dataOffset?: number;
   storedSize?: number;
   verified?: string;
+  /** zstd frames of a framed image (one with a seek table); absent for one-frame images. */
+  frames?: number;
   url: string;
   blobUrl?: string;
 }
@@ -130,6 +132,7 @@ function partitionSummary(r: IndexRecord, all: PartitionInfo[], p: PartitionReco
     dataOffset: p.entry?.dataOffset,
     storedSize: p.entry?.size,
     verified: p.verified,
+    frames: p.seek?.filter((f) => f.decompressedSize > 0).length,
     url: `/v1/images/${encodePath(r.id)}/partitions/${encodeURIComponent(selector)}`,
     blobUrl: sha && /^[0-9a-f]{96}$/.test(sha) ? `/v1/blobs/sha384/${sha}` : undefined,
   };

@@ -11,6 +11,7 @@ import { refuseUnhashed } from '../../shared/format/check.js';
 import { pool } from '../image.js';
 import { abortTarget, commitTarget, isDirectory, openTarget, type Target } from '../output.js';
 import { RangeWriter } from '../range-writer.js';
+import { writePartitionResumable } from '../resume.js';
 import { defaultFileName, labelOf, writeDisk, writePartition, type PartitionResult } from '../write.js';
 import { orWithoutRange, withWholeArchive } from './no-range.js';
 import { PROG, type Common, type WriteChoices } from './options.js';
@@ -48,7 +49,9 @@ export async function fetchPartitions(url: string, selectors: string[], output: 
     // Before any output is opened: an image no hash vouches for needs --allow-unverified.
     img.refuseUnverified(chosen.map((p) => p.image));
     const outs = await outputPaths(chosen, img.partitions, output);
-    const results = await pool(chosen, c.jobs, (p, i) => writePartition(img, p, outs[i]!, { ...v, progress: c.progress, warn: c.warn, syncWrites: true }), img.decodeBudget(c.jobsGiven));
+    if (v.resume && (v.grow || v.verifyAfter)) throw new CosiError('COSI_ERR_USAGE', '--resume does not combine with --grow or --verify-after');
+    const write = v.resume ? writePartitionResumable : writePartition;
+    const results = await pool(chosen, c.jobs, (p, i) => write(img, p, outs[i]!, { ...v, progress: c.progress, warn: c.warn, syncWrites: true }), img.decodeBudget(c.jobsGiven));
     c.progress.close();
     report(results, img.metadataSha384, summaryBase(url, img.stats(), started, c), c);
   } finally {
@@ -77,6 +80,7 @@ function report(results: PartitionResult[], metadataSha384: string, base: Return
 async function sequentialFetch(url: string, selectors: string[], output: string | undefined, v: WriteChoices, c: Common, started: number): Promise<void> {
   c.warn(`${url}: the server does not support Range requests; downloading the whole archive to take ${selectors.length === 1 ? 'one partition' : 'the partitions'} from it and check its tar index (more bandwidth than needed)`);
   if (v.grow || v.verifyAfter) c.warn('--grow and --verify-after are not available without Range support; skipped');
+  if (v.resume) c.warn('--resume needs Range support to continue; an interrupted fetch from this server starts over');
   await withWholeArchive(url, c.open, async (src, pass) => {
     const targets = new Map<string, { t: Target; w: RangeWriter; p: PartitionInfo }>();
     let chosen: PartitionInfo[] = [];
@@ -134,6 +138,7 @@ async function sequentialFetch(url: string, selectors: string[], output: string 
 }
 
 export async function fetchDisk(url: string, output: string | undefined, v: WriteChoices, c: Common): Promise<void> {
+  if (v.resume) throw new CosiError('COSI_ERR_USAGE', '--resume works with --partition (to regular files), not --disk');
   if (!output) throw new CosiError('COSI_ERR_USAGE', '--disk needs -o FILE or -o DEVICE');
   const started = Date.now();
   const img = await orWithoutRange(

@@ -6,7 +6,7 @@
  * A block device is left as it is: a whole disk gets its partition table
  * last, so an interrupted install never looks complete.
  */
-import { removeTemporariesSync, type Target } from '../output.js';
+import { removeTemporariesSync, resumableOutputs, type Target } from '../output.js';
 
 const EXIT: Readonly<Record<string, number>> = { SIGHUP: 129, SIGINT: 130, SIGTERM: 143 };
 
@@ -16,6 +16,8 @@ function outcome(targets: Target[]): string {
   const devices = targets.filter((t) => t.kind === 'device').map((t) => t.path);
   const parts: string[] = [];
   if (files.length > 0) parts.push(`the partial ${files.join(', ')} ${files.length === 1 ? 'was' : 'were'} removed`);
+  const kept = resumableOutputs();
+  if (kept.length > 0) parts.push(`the partial ${kept.join(', ')} ${kept.length === 1 ? 'was' : 'were'} kept: run the same command again to continue (--resume)`);
   if (devices.length > 0) parts.push(`${devices.join(', ')} ${devices.length === 1 ? 'is' : 'are'} left partly written (a whole disk gets its partition table last, so it does not look complete)`);
   if (parts.length === 0) return targets.length > 0 ? 'its working files were removed' : 'no output had been opened';
   return parts.join('; ');

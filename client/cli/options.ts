@@ -35,6 +35,11 @@ options:
   -H, --header 'K: V'        extra request header (repeatable)
   -j, --jobs N               images fetched at once (default 2, as long as their zstd windows
                              fit in one full window plus 64 MiB; an explicit N allows N windows)
+      --resume               keep a partial output and a journal when interrupted or killed, and continue
+                             from the last written frame when run again with the same arguments
+                             (framed images, --partition to regular files)
+      --threads N            frames of a framed image (one with a seek table) decoded at once
+                             (default: the cores available; needs the zstd program)
       --progress MODE        auto (a bar when stderr is a terminal), bar, json, none
       --json                 print a JSON summary on stdout
       --timeout SEC          give up on a connection idle this long, or below 1 KiB/s for twice
@@ -82,6 +87,8 @@ const FLAGS = {
   mirror: { type: 'string', multiple: true },
   header: { type: 'string', short: 'H', multiple: true },
   jobs: { type: 'string', short: 'j' },
+  threads: { type: 'string' },
+  resume: { type: 'boolean' },
   progress: { type: 'string' },
   json: { type: 'boolean' },
   timeout: { type: 'string' },
@@ -105,6 +112,8 @@ export interface Common {
 export interface WriteChoices {
   grow: boolean;
   verifyAfter: boolean;
+  /** --resume: partial outputs survive an interrupt and a rerun continues them. */
+  resume: boolean;
 }
 
 export interface Invocation {
@@ -182,6 +191,7 @@ export function parseInvocation(argv: string[]): Invocation | undefined {
         if (e.type === 'retry') say(`${PROG}: ${e.reason}, retry ${e.attempt}/${e.retries} in ${formatDelay(e.delayMs)} (${e.url})`);
         else if (e.type === 'mirror') say(`${PROG}: switching to the mirror ${e.to}`);
       },
+      decodeThreads: intOption('threads', values.threads, 1, 256),
     },
     warnings,
     warn: (s) => {
@@ -196,6 +206,6 @@ export function parseInvocation(argv: string[]): Invocation | undefined {
     partitions: values.partition,
     disk: values.disk ?? false,
     output: values.output,
-    write: { grow: values.grow ?? false, verifyAfter: values['verify-after'] ?? false },
+    write: { grow: values.grow ?? false, verifyAfter: values['verify-after'] ?? false, resume: values.resume ?? false },
   };
 }

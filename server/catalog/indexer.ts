@@ -12,6 +12,7 @@ import { listPartitions, type CosiMetadata, type PartitionInfo } from '../../sha
 import type { ByteSource } from '../../shared/transport/source.js';
 import type { TarEntry } from '../../shared/format/tar.js';
 import type { ValidationIssue } from '../../shared/format/validate.js';
+import { readSeekTable, type SeekFrame } from '../../shared/zstd/index.js';
 
 /** What identifies the bytes behind a path: a rename or rewrite changes at least one. */
 export interface FileIdentity {
@@ -40,6 +41,8 @@ export interface PartitionRecord {
   entry?: Pick<TarEntry, 'headerOffset' | 'dataOffset' | 'size'>;
   /** Set by --verify: 'ok', or why the stored bytes do not match the metadata. */
   verified?: 'ok' | string;
+  /** The seek table's frames, when the image is framed (ranges of ?decompress=1 decode only the frames they need). */
+  seek?: SeekFrame[];
 }
 
 export interface ArchiveView {
@@ -97,6 +100,10 @@ export async function indexArchive(src: ByteSource, file: { id: string; relPath:
       const e = byName.get(info.path);
       return e ? { info, entry: { headerOffset: e.headerOffset, dataOffset: e.dataOffset, size: e.size } } : { info };
     });
+    // One small read of each image's end: is it framed? A table that lies is left to the decoders to refuse.
+    for (const p of partitions) {
+      if (p.entry && p.entry.size === p.info.image.compressedSize) p.seek = (await readSeekTable(src, p.entry, p.info.image).catch(() => undefined))?.frames;
+    }
     const view: ArchiveView = {
       metadataBytes: archive.metadataBytes,
       metadataSha384: archive.metadataSha384,
@@ -131,5 +138,6 @@ export async function indexArchive(src: ByteSource, file: { id: string; relPath:
 
 /** Rough heap cost, for the LRU's size accounting. */
 export function recordWeight(r: IndexRecord): number {
-  return 1024 + (r.archive ? r.archive.metadataBytes.length * 3 + r.archive.entries.length * 200 : 0);
+  const frames = r.archive ? r.archive.partitions.reduce((n, p) => n + (p.seek?.length ?? 0), 0) : 0;
+  return 1024 + (r.archive ? r.archive.metadataBytes.length * 3 + r.archive.entries.length * 200 : 0) + frames * 80;
 }

@@ -4,6 +4,11 @@
  * bytes, which are fully read only when decoding ends, so the last output
  * chunk is held back until the hash matched; on a mismatch the connection is
  * cut and the client's download is visibly short of Content-Length.
+ *
+ * A framed image (one with a seek table) also answers Range over the decoded
+ * bytes, decoding only the frames that cover each range: a netboot installer
+ * can resume a decompressed download. A range is checked by each frame's zstd
+ * checksum; the SHA-384, which covers the whole entry, only by a full GET.
  */
 import { createHash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
@@ -12,12 +17,12 @@ import type { Context } from 'hono';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import { windowLogOf } from '../../shared/format/check.js';
 import { CosiError } from '../../shared/errors.js';
-import { createZstdDecoder } from '../../shared/zstd/index.js';
+import { createZstdDecoder, decodeFrameRange } from '../../shared/zstd/index.js';
 import type { OpenArchive } from '../catalog/open-archive.js';
 import type { PartitionRecord } from '../catalog/indexer.js';
 import type { AppDeps, AppEnv } from './env.js';
 import { HttpError } from '../errors.js';
-import { abortReason } from './transfer.js';
+import { abortReason, transfer } from './transfer.js';
 import { evaluatePreconditions } from './preconditions.js';
 import { sendJsonError } from './errors.js';
 
@@ -47,7 +52,7 @@ export async function sendDecompressed(c: Context<AppEnv>, deps: AppDeps, a: Ope
   const want = image.sha384?.toLowerCase();
   const headers: Record<string, string> = {
     'Content-Type': 'application/octet-stream',
-    'Accept-Ranges': 'none',
+    'Accept-Ranges': part.seek ? 'bytes' : 'none',
     'Last-Modified': a.record.lastModified.toUTCString(),
     'X-Cosi-Path': image.path,
     'X-Cosi-Compressed-Size': String(image.compressedSize),
@@ -81,6 +86,23 @@ export async function sendDecompressed(c: Context<AppEnv>, deps: AppDeps, a: Ope
     await a.release();
     throw new HttpError(503, 'BUSY', `too many decompressions running (limit ${deps.decompressGate.limit}); retry shortly`, { 'Retry-After': '2' });
   }
+  const maxWindowLog = windowLogOf(a.record.archive!.metadata);
+  if (part.seek && incoming.headers.range !== undefined) {
+    const frames = part.seek;
+    const { ETag: etag, 'Last-Modified': _lm, 'Accept-Ranges': _ar, 'Content-Type': contentType, ...rest } = headers;
+    try {
+      return await transfer(c, deps, {
+        size: image.uncompressedSize,
+        etag: etag ?? `"${a.record.etag.slice(1, -1)}-raw-${entry.dataOffset}"`,
+        lastModified: a.record.lastModified,
+        contentType: contentType!,
+        headers: rest,
+        open: (start, end) => decodeFrameRange((o, l) => a.stream(entry.dataOffset + o, l), frames, maxWindowLog, start, end),
+      }, a);
+    } finally {
+      leave();
+    }
+  }
   const hash = createHash('sha384');
   let hashed = 0;
   let digest: string | undefined;
@@ -108,7 +130,7 @@ export async function sendDecompressed(c: Context<AppEnv>, deps: AppDeps, a: Ope
     await pipeline(
       a.stream(entry.dataOffset, entry.size),
       hashing,
-      createZstdDecoder({ maxWindowLog: windowLogOf(a.record.archive!.metadata), expectedSize: image.uncompressedSize }),
+      createZstdDecoder({ maxWindowLog, expectedSize: image.uncompressedSize }),
       new HoldLast(verdict),
       count,
       outgoing,

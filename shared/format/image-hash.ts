@@ -60,7 +60,13 @@ export function checkDigest(image: ImageFile, got: string): CosiError | null {
  * more request) to say which: integrity (wrong bytes) or format (the writer
  * stored a bad stream with a matching hash).
  */
-export async function explainFailure(src: ByteSource, image: ImageFile, s: { tap: HashTap; location: { dataOffset: number; size: number } }, err: unknown): Promise<unknown> {
+/** What explainFailure needs of a tap: how far it hashed, and a hash it may finish (HashTap, or a resumable one). */
+export interface HashingTap {
+  bytes: number;
+  hash: { copy(): { update(b: Uint8Array): unknown; digest(enc: 'hex'): string } };
+}
+
+export async function explainFailure(src: ByteSource, image: ImageFile, s: { tap: HashingTap; location: { dataOffset: number; size: number } }, err: unknown): Promise<unknown> {
   if (!isCosiError(err) || (err.code !== 'COSI_ERR_ZSTD' && err.code !== 'COSI_ERR_SIZE_MISMATCH')) return err;
   if (image.sha384 === undefined) return err;
   const { tap, location } = s;

@@ -11,7 +11,9 @@ import { commandTypo, intOption, parseCommand, sizeOption, usageError } from '..
 import { runMain } from '../cli/run.js';
 import { MAX_METADATA_BYTES, METADATA_SIZE_OPTION, metadataTooLarge, parseMetadata, type Bootloader } from '../format/metadata.js';
 import { formatIssues, validateCosi, type ValidationResult } from '../format/validate.js';
+import { MIN_FRAME_SIZE } from '../zstd/index.js';
 import { packDisk } from './pack.js';
+import { reframe } from './reframe.js';
 import { readPackageFile } from './osinfo.js';
 
 const VALIDATE_USAGE = `usage: cosi-pack validate PATH [--deep] [--json] [--max-metadata-size N]
@@ -28,6 +30,7 @@ options:
 `;
 
 const USAGE = `usage: cosi-pack DISK.raw -o IMAGE.cosi [options]
+       cosi-pack reframe IN.cosi -o OUT.cosi [--frame-size SIZE] [--level N] [--window-log N]
        cosi-pack validate PATH [--deep] [--json] [--max-metadata-size N]
                                  (PATH: a .cosi file or a metadata.json)
 
@@ -41,6 +44,9 @@ options:
   --shrink                  shrink ext2/3/4 filesystems that cover their partition (resize2fs -M on a copy)
   --level N                 zstd level, 1-22 (default 9)
   --window-log N            zstd window log, 10-31 (default 27, as the reference writer's --long=27)
+  --frame-size SIZE         write each partition image as independent zstd frames of SIZE uncompressed
+                            bytes (K, M, G; 64K to 1G) ending in a seek table (zstd's seekable format),
+                            for parallel decode and resume; 64M is the recommended size (default: one frame)
   --no-skippable            do not put the COSI id in a skippable frame before each image
   --id UUID                 the COSI id (default: random)
   -q, --quiet               no progress lines
@@ -64,7 +70,15 @@ const FLAGS = {
   level: { type: 'string' },
   'window-log': { type: 'string' },
   'no-skippable': { type: 'boolean' },
+  'frame-size': { type: 'string' },
   id: { type: 'string' },
+} as const;
+
+const REFRAME_FLAGS = {
+  output: { type: 'string', short: 'o' },
+  'frame-size': { type: 'string' },
+  level: { type: 'string' },
+  'window-log': { type: 'string' },
 } as const;
 
 const VALIDATE_FLAGS = {
@@ -129,13 +143,14 @@ async function validate(args: string[]): Promise<number> {
     await src.close();
   }
   if (values.json) {
-    process.stdout.write(JSON.stringify({ ...result, checks, ...(deep ? { decoded: deep.decoded, unverified: deep.unhashed } : {}) }, null, 2) + '\n');
+    process.stdout.write(JSON.stringify({ ...result, checks, ...(deep ? { decoded: deep.decoded, unverified: deep.unhashed, framed: deep.framed } : {}) }, null, 2) + '\n');
   } else {
     for (const line of formatIssues(result)) process.stdout.write(line + '\n');
     const ran = checks.map((k) => CHECKS[k]).join('; ');
     const skipped = checks.includes('structure') && !deep ? '; images not decoded: add --deep' : '';
     const unhashed = deep && deep.unhashed.length > 0 ? `; ${deep.unhashed.length} image(s) without a SHA-384 (COSI 1.0) only decoded and sized: ${deep.unhashed.join(', ')}` : '';
-    process.stdout.write(result.valid ? `${path}: valid COSI ${result.version ?? ''} (checked: ${ran}${skipped}${unhashed})\n` : `${path}: INVALID (${result.errors.length} error(s); checked: ${ran}${skipped})\n`);
+    const framed = deep && deep.framed.length > 0 ? `; ${deep.framed.length} framed image(s), each seek table held against its frames` : '';
+    process.stdout.write(result.valid ? `${path}: valid COSI ${result.version ?? ''} (checked: ${ran}${skipped}${unhashed}${framed})\n` : `${path}: INVALID (${result.errors.length} error(s); checked: ${ran}${skipped})\n`);
   }
   return result.valid ? 0 : 5;
 }
@@ -149,7 +164,7 @@ async function pack(args: string[]): Promise<number> {
   const parsed = parseCommand(args, FLAGS, USAGE, name);
   if (!parsed) return 0;
   const { values, positionals } = parsed;
-  const typo = commandTypo(positionals[0], ['validate'], positionals.length > 1, 'cosi-pack');
+  const typo = commandTypo(positionals[0], ['validate', 'reframe'], positionals.length > 1, 'cosi-pack');
   if (typo) throw typo;
   const disk = positionals[0];
   if (!disk || positionals.length > 1) throw usageError(`expected one DISK image, got ${positionals.length}`, name);
@@ -194,6 +209,7 @@ async function pack(args: string[]): Promise<number> {
     level: intOption('level', values.level, 1, 22),
     windowLog: intOption('window-log', values['window-log'], 10, 31),
     skippableId: !values['no-skippable'],
+    frameSize: frameSizeOption(values['frame-size']),
     id: values.id,
     log,
     warn: (line) => process.stderr.write(`cosi-pack: warning: ${line}\n`),
@@ -205,9 +221,34 @@ async function pack(args: string[]): Promise<number> {
   return 0;
 }
 
+function frameSizeOption(value: string | undefined): number | undefined {
+  return sizeOption('frame-size', value, MIN_FRAME_SIZE, 1 << 30);
+}
+
+async function reframeCommand(args: string[]): Promise<number> {
+  const parsed = parseCommand(args, REFRAME_FLAGS, USAGE, { prog: 'cosi-pack', command: 'reframe' });
+  if (!parsed) return 0;
+  const { values, positionals } = parsed;
+  const input = positionals[0];
+  if (!input || positionals.length > 1) throw new CosiError('COSI_ERR_USAGE', 'reframe takes one IN.cosi (see cosi-pack --help)');
+  if (!values.output) throw new CosiError('COSI_ERR_USAGE', 'missing -o OUT.cosi');
+  const log = values.quiet ? undefined : (line: string) => process.stderr.write(`cosi-pack: ${line}\n`);
+  const res = await reframe({
+    input,
+    output: values.output,
+    frameSize: frameSizeOption(values['frame-size']),
+    level: intOption('level', values.level, 1, 22),
+    windowLog: intOption('window-log', values['window-log'], 10, 31),
+    log,
+  });
+  log?.(`wrote ${values.output} (${res.size} bytes, ${res.images} images)`);
+  return 0;
+}
+
 await runMain('cosi-pack', async () => {
   const args = process.argv.slice(2);
   if (args[0] === 'validate') return validate(args.slice(1));
+  if (args[0] === 'reframe') return reframeCommand(args.slice(1));
   if (args.length === 0) {
     process.stderr.write(USAGE);
     return 2;

@@ -42,6 +42,8 @@ export interface PackOptions {
   windowLog?: number;
   /** Real writers put the COSI id in a skippable frame before each image; on by default. */
   skippableId?: boolean;
+  /** Independent zstd frames of this many uncompressed bytes per image, with a seek table; one frame when absent. */
+  frameSize?: number;
   id?: string;
   /** Called with one line per step, for a CLI's progress output. */
   log?: (line: string) => void;
@@ -173,9 +175,10 @@ export async function packDisk(opts: PackOptions): Promise<PackResult> {
   const src = new FileSource(opts.disk);
   try {
     const regions: PackedRegion[] = [];
-    const compress = async (name: string, input: string | { path: string; offset: number; length: number }) => {
+    // Partition images only: the primary GPT's few KiB gain nothing from frames.
+    const compress = async (name: string, input: string | { path: string; offset: number; length: number }, frameSize?: number) => {
       const out = join(work, name.replace(/\//g, '_'));
-      const r = await compressFile(input, out, { level, windowLog, skippableId: opts.skippableId === false ? undefined : idBytes });
+      const r = await compressFile(input, out, { level, windowLog, skippableId: opts.skippableId === false ? undefined : idBytes, frameSize });
       return { out, r };
     };
 
@@ -208,7 +211,7 @@ export async function packDisk(opts: PackOptions): Promise<PackResult> {
         } else unshrunk.push(`${p.number} (${fs.type} already at its minimum size)`);
       }
       log(`partition ${p.number}: ${fs.type}${fs.uuid ? ` ${fs.uuid}` : ''}, ${p.size} bytes`);
-      const c = await compress(path, input);
+      const c = await compress(path, input, opts.frameSize);
       files.set(path, c.out);
       regions.push({
         path,

@@ -10,4 +10,6 @@ export { readFrameHeader, type FrameHeader, type ZstdBackend } from './frame.js'
 export { hasNodeZstd, zstdProgram } from './backends.js';
 export { createZstdDecoder, decoderName, zstdBackend, type ZstdDecoderOptions } from './decoder.js';
 export { canDecodeInWorker, createZstdSink, warmDecoder, type ZstdSinkOptions } from './sink.js';
-export { compressFile, type CompressOptions, type CompressResult } from './encoder.js';
+export { compressFile, MIN_FRAME_SIZE, type CompressOptions, type CompressResult } from './encoder.js';
+export { checkSeekTable, encodeSeekTable, parseSeekTable, readSeekTable, SEEK_TABLE_RULE, seekFrames, seekTableError, seekTableSize, type SeekEntry, type SeekFrame, type SeekTable } from './seek-table.js';
+export { decodeFrameRange, framesCovering, type FrameSpan } from './seek-range.js';
