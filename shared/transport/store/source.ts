@@ -37,7 +37,10 @@ export class StoreSource implements ByteSource {
     private readonly opts: StoreSourceOptions = {},
   ) {
     this.loc = typeof urlOrLocation === 'string' ? parseStoreUrl(urlOrLocation) : urlOrLocation;
-    if (this.loc.key === '' || this.loc.key.endsWith('/')) throw new CosiError('COSI_ERR_USAGE', `${storeUrl(this.loc)} names a prefix, not an object`);
+    if (this.loc.key === '' || this.loc.key.endsWith('/')) {
+      const shown = storeUrl(this.loc);
+      throw new CosiError('COSI_ERR_USAGE', `${shown} names a prefix, not an object: give an object's key, such as ${shown.endsWith('/') ? shown : `${shown}/`}IMAGE.cosi`);
+    }
     this.name = storeUrl(this.loc);
     this.ttl = Math.max(60, opts.urlTtlSeconds ?? DEFAULT_TTL);
   }
