@@ -52,8 +52,8 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
   );
   for (const n of set) if (!Number.isInteger(n) || n < 1 || n > 10) throw new Error(`--only: comparisons are 1..10, got ${n}`);
   if (lowOnly) {
-    if (set.size === 0) for (const n of [1, 2, 4]) set.add(n);
-    for (const n of set) if (![1, 2, 4].includes(n)) throw new Error(`--low-only runs comparisons 1, 2 and 4, not ${n}`);
+    if (set.size === 0) for (const n of [1, 2, 3, 4, 7]) set.add(n);
+    for (const n of set) if (![1, 2, 3, 4, 7].includes(n)) throw new Error(`--low-only runs comparisons 1, 2, 3, 4 and 7, not ${n}`);
   }
   const r = rounds ?? (quick ? 2 : 5);
   if (!Number.isInteger(r) || r < 1) throw new Error(`--rounds must be a positive integer`);
