@@ -15,6 +15,7 @@ import { indexingComparisons } from './indexing.js';
 import { loadComparisons } from './load.js';
 import { markdown, withEarlierRows, writeResults, type Row } from './report.js';
 import { soakComparisons } from './soak.js';
+import { storeComparisons } from './store.js';
 import { findTools, nodeVersion, parseOptions, sh, wants } from './util.js';
 import { indexWorkload, lowRatioRecipe, mainRecipe, packedWorkload, sparseRecipe } from './workload.js';
 
@@ -27,9 +28,12 @@ log(`node20 ${process.version}, node22 ${tools.node22 ? nodeVersion(tools.node22
 
 // Comparison 8 measures the server's own state, which the archive's size does not change: it
 // always serves the small workload, and the full one is built only for the comparisons that need it.
-const needMain = [1, 2, 3, 4, 5, 6, 7, 9].some((n) => wants(opts, n));
-// The low-ratio workload (about 4:1) beside the main one (5.7:1) for the decoding rows, 1 and 2; with --low-only, instead of it.
-const low = opts.lowOnly || wants(opts, 1) || wants(opts, 2) ? await packedWorkload(opts.cacheDir, lowRatioRecipe(opts.quick), log) : undefined;
+const needMain = [1, 2, 3, 4, 5, 6, 7, 9, 10].some((n) => wants(opts, n));
+// The low-ratio workload (about 4:1) beside the main one (5.7:1) for every row that fetches or serves
+// an archive (1-4, 7); with --low-only, instead of it. 5 (indexing), 6a/b (the sparse workload) and 8
+// (the server's own state) do not depend on the archive's compression ratio.
+const LOW_ROWS = [1, 2, 3, 4, 7];
+const low = opts.lowOnly || LOW_ROWS.some((n) => wants(opts, n)) ? await packedWorkload(opts.cacheDir, lowRatioRecipe(opts.quick), log) : undefined;
 const main = opts.lowOnly ? low! : await packedWorkload(opts.cacheDir, mainRecipe(opts.quick || !needMain), log);
 const small = wants(opts, 8) && main.name !== mainRecipe(true).name ? await packedWorkload(opts.cacheDir, mainRecipe(true), log) : main;
 const needSparse = wants(opts, 3) || wants(opts, 6);
@@ -76,11 +80,22 @@ try {
     const r = await withLoad(() => diskComparisons(ctx));
     rows.push(...r.rows);
     extra.disk = r.extra;
+    if (!opts.lowOnly) {
+      // The whole disk of the low-ratio workload (3a, 3b); the sparse disk (3c, 3d) is the same one.
+      const l = await withLoad(() => diskComparisons({ ...ctx, main: low!, sparse: undefined }));
+      rows.push(...l.rows.map(lowRow));
+      extra.diskLowRatio = l.extra;
+    }
   }
   if (wants(opts, 4) || wants(opts, 6)) {
     const r = await loadComparisons(opts, tools, main, outDir, log);
     rows.push(...r.rows.filter((x) => wants(opts, Number(x.id[0]))));
     extra.load = r.extra;
+    if (!opts.lowOnly && wants(opts, 4)) {
+      const l = await loadComparisons(opts, tools, low!, outDir, log);
+      rows.push(...l.rows.filter((x) => x.id[0] === '4').map(lowRow));
+      extra.loadLowRatio = l.extra;
+    }
   }
   if (wants(opts, 5)) {
     const iw = await indexWorkload(opts.cacheDir, log);
@@ -97,11 +112,18 @@ try {
     const r = await withLoad(() => wireComparison(ctx));
     rows.push(...r.rows);
     extra.wire = r.extra;
+    if (!opts.lowOnly) rows.push(...(await withLoad(() => wireComparison({ ...ctx, main: low! }))).rows.map(lowRow));
   }
   if (wants(opts, 9)) {
     const r = await framedComparisons(ctx);
     rows.push(...r.rows);
     extra.framed = r.extra;
+  }
+  if (wants(opts, 10)) {
+    const iw = await indexWorkload(opts.cacheDir, log);
+    const r = await withLoad(() => storeComparisons(opts, tools, iw, main, outDir, log));
+    rows.push(...r.rows);
+    extra.store = r.extra;
   }
   if (wants(opts, 8)) {
     const r = await soakComparisons(opts, tools.node22 ?? tools.node20, small, log);

@@ -21,7 +21,7 @@ export interface BenchOptions {
   /** Where workloads are cached (never inside the repo). */
   cacheDir: string;
   resultsDir: string;
-  /** Comparisons 1, 2 and 4 (and 9 when asked) on the low-ratio workload alone (rows end in -low): bench-main is not built. */
+  /** Comparisons 1, 2, 3, 4 and 7 (and 9 when asked) on the low-ratio workload alone (rows end in -low): bench-main is not built. */
   lowOnly: boolean;
 }
 
@@ -50,10 +50,10 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
       .filter(Boolean)
       .map(Number),
   );
-  for (const n of set) if (!Number.isInteger(n) || n < 1 || n > 9) throw new Error(`--only: comparisons are 1..9, got ${n}`);
+  for (const n of set) if (!Number.isInteger(n) || n < 1 || n > 10) throw new Error(`--only: comparisons are 1..10, got ${n}`);
   if (lowOnly) {
-    if (set.size === 0) for (const n of [1, 2, 4]) set.add(n);
-    for (const n of set) if (![1, 2, 4, 9].includes(n)) throw new Error(`--low-only runs comparisons 1, 2, 4 and 9, not ${n}`);
+    if (set.size === 0) for (const n of [1, 2, 3, 4, 7]) set.add(n);
+    for (const n of set) if (![1, 2, 3, 4, 7, 9].includes(n)) throw new Error(`--low-only runs comparisons 1, 2, 3, 4, 7 and 9, not ${n}`);
   }
   const r = rounds ?? (quick ? 2 : 5);
   if (!Number.isInteger(r) || r < 1) throw new Error(`--rounds must be a positive integer`);

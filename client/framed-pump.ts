@@ -10,8 +10,8 @@ import type { ImageFile } from '../shared/format/metadata.js';
 import type { WriteReport, WriteTarget } from '../shared/transport/positional-write.js';
 import type { ByteSource } from '../shared/transport/source.js';
 import { canDecodeInLanes, FramedSink } from '../shared/zstd/lanes.js';
-import { readFrameHeader, readSeekTable, type SeekFrame } from '../shared/zstd/index.js';
-import type { CachedSource } from './cached-source.js';
+import { FIRST_FRAME_BYTES, firstFrameIsPart, readSeekTable, type SeekFrame } from '../shared/zstd/index.js';
+import type { CachedSource } from '../shared/transport/cached-source.js';
 import type { IHasher } from 'hash-wasm';
 import { explainFailure, openCompressed, type ImageStreamOptions } from './image-stream.js';
 import { ResumeTap } from './resume-tap.js';
@@ -35,33 +35,9 @@ export interface ResumeRun {
 
 const frameEnd = (f: SeekFrame): number => f.compressedOffset + f.compressedSize;
 
-/**
- * Whether the image's first zstd frame declares less than the whole image:
- * only then can it be framed. Read from the bytes the tar walk already
- * brought (each header read takes the start of the data after it), so a
- * one-frame image costs no request more than before; unknown is no.
- */
-function startsWithPart(first: Buffer | undefined, image: ImageFile): boolean {
-  if (!first) return false;
-  try {
-    for (let off = 0; off < first.length; ) {
-      const h = readFrameHeader(first, off);
-      if (!h) return false;
-      if (h.kind === 'frame') return h.contentSize !== undefined && h.contentSize < image.uncompressedSize;
-      off += h.size;
-    }
-  } catch {
-    // Not zstd at all: the decoder will say so.
-  }
-  return false;
-}
-
-/** Bytes enough for the COSI id's skippable frame and the first frame header. */
-const FIRST_BYTES = 64;
-
 /** The image's seek table when it has one worth decoding in parallel (two zstd frames or more) and lanes can run here. */
 export async function framesOf(src: CachedSource, image: ImageFile, at: Located): Promise<SeekFrame[] | undefined> {
-  if (!canDecodeInLanes() || !startsWithPart(src.peek(at.dataOffset, Math.min(at.size, FIRST_BYTES)), image)) return undefined;
+  if (!canDecodeInLanes() || !firstFrameIsPart(src.peek(at.dataOffset, Math.min(at.size, FIRST_FRAME_BYTES)), image.uncompressedSize)) return undefined;
   const seek = await readSeekTable(src, at, image);
   if (!seek || seek.frames.filter((f) => f.decompressedSize > 0).length < 2) return undefined;
   return seek.frames;

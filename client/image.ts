@@ -26,7 +26,7 @@ import type { ValidationIssue } from '../shared/format/validate.js';
 import type { ByteSource } from '../shared/transport/source.js';
 import { readTarIndex } from '../shared/format/tar.js';
 import { canDecodeInWorker, createZstdSink, decodeFrameRange, readSeekTable, zstdBackend, type SeekFrame } from '../shared/zstd/index.js';
-import { CachedSource } from './cached-source.js';
+import { CachedSource } from '../shared/transport/cached-source.js';
 import { framesOf, pumpFramed, type ResumeRun } from './framed-pump.js';
 import { asWritable, CHUNK_SINK, isChunkSink, type ChunkSink } from './chunk-sink.js';
 import { explainFailure, openCompressed, openImageStream, type ImageStream, type ImageStreamOptions } from './image-stream.js';

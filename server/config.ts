@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { CosiError } from '../shared/errors.js';
 import { parseCli, sizeOption, wantsHelp } from '../shared/cli/args.js';
 import { MAX_METADATA_BYTES, METADATA_SIZE_OPTION } from '../shared/format/metadata.js';
-import { parseRemoteSpec, type RemoteSpec } from './catalog/remote-spec.js';
+import { parseRemoteSpec, specKey, type RemoteSpec } from './catalog/remote-spec.js';
 
 export interface ServerConfig {
   /** Catalog directory; undefined serves the built-in sample catalog. */
@@ -120,6 +120,7 @@ options (each also read from the environment variable shown):
   --shutdown-grace SEC     SIGTERM drain deadline (30)           COSI_SHUTDOWN_GRACE
   --cache-dir DIR          sample catalog location               COSI_CACHE_DIR
   --remote [NAME=]URL      also list a remote .cosi (repeatable) COSI_REMOTE (space-separated)
+                           or every .cosi under s3://BUCKET/PREFIX, az://CONTAINER/PREFIX
   --remote-list FILE       remote .cosi URLs, one per line       COSI_REMOTE_LIST
   --redirect               answer /cosi/ of remotes with a 307   COSI_REDIRECT=1
   --public-url URL         base URL clients use for this server  COSI_PUBLIC_URL
@@ -231,7 +232,7 @@ export function parseConfig(args: string[], env: NodeJS.ProcessEnv = process.env
   const remoteFlags = (values as { remote?: string[] }).remote;
   const remoteWords = remoteFlags ?? (env['COSI_REMOTE'] ?? '').split(/\s+/).filter(Boolean);
   c.remotes = remoteWords.map((w) => parseRemoteSpec(w, '--remote'));
-  const dup = firstDuplicate(c.remotes.map((r) => r.id));
+  const dup = firstDuplicate(c.remotes.map(specKey));
   if (dup !== undefined) throw new CosiError('COSI_ERR_USAGE', `two remotes are named ${JSON.stringify(dup)}: give one a name with NAME=URL`);
   s('remote-list', (v) => (c.remoteList = v));
   c.redirect = bool('redirect');

@@ -67,6 +67,11 @@ export class CosiError extends Error {
   }
 }
 
+/** The class of a stable code (as stored in a record or a log), or undefined for a code that is not ours. */
+export function errorClassOf(code: string): ErrorClass | undefined {
+  return Object.hasOwn(CODES, code) ? CODES[code as ErrorCode] : undefined;
+}
+
 export function isCosiError(err: unknown, code?: ErrorCode): err is CosiError {
   return err instanceof CosiError && (code === undefined || err.code === code);
 }

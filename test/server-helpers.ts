@@ -3,13 +3,13 @@
  * exactly as given, unlike fetch, which normalises '..'), a multipart/
  * byteranges parser, and a temp catalog built from the real fixtures.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { copyFile, mkdir, mkdtemp, open, readFile, rm } from 'node:fs/promises';
 import { request, type IncomingHttpHeaders } from 'node:http';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { packedDisk, SMALL, SMALL_4K } from './fixtures.js';
+import { packedDisk, REPO, SMALL, SMALL_4K } from './fixtures.js';
 
 export interface Reply {
   status: number;
@@ -154,4 +154,36 @@ export async function fileRange(path: string, start: number, length: number): Pr
   } finally {
     await fh.close();
   }
+}
+
+const SERVER_CLI = join(REPO, 'dist', 'server', 'cli.js');
+
+/**
+ * The real cosi-server CLI, as a deployment would run it (port 0, no periodic
+ * rescan unless `args` say otherwise); resolves with its URL from the
+ * listening line. `output()` is everything it wrote, stdout and stderr.
+ */
+export async function startCli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ url: string; child: ChildProcess; output(): string; stop(): Promise<void> }> {
+  const child = spawn(process.execPath, [SERVER_CLI, '--port', '0', '-q', '--rescan', '0', ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...env },
+  });
+  let out = '';
+  let err = '';
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  const url = await new Promise<string>((resolve, reject) => {
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const line = out.split('\n').find((l) => l.includes('"listening"'));
+      if (line) resolve(JSON.parse(line).url);
+    });
+    child.once('exit', (code) => reject(new Error(`cosi-server exited ${code}: ${err}`)));
+  });
+  const stop = async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGTERM');
+    await exited;
+  };
+  return { url, child, output: () => out + err, stop };
 }

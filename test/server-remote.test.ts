@@ -7,7 +7,6 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { copyFile, mkdir, mkdtemp, readFile, rename, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -20,9 +19,8 @@ import { parseRemoteList } from '../server/catalog/remote-spec.js';
 import { startServer, type RunningServer } from '../server/server.js';
 import { packedDisk, pythonTarOffsets, REPO, FILLED, SMALL, SMALL_4K, type DiskRecipe, type PackedFixture } from './fixtures.js';
 import { startNginx } from './nginx.js';
-import { http, json, parseMultipart, run, fileRange } from './server-helpers.js';
+import { http, json, parseMultipart, run, fileRange, startCli } from './server-helpers.js';
 
-const SERVER_CLI = join(REPO, 'dist', 'server', 'cli.js');
 const FETCH_CLI = join(REPO, 'dist', 'client', 'cli.js');
 /** Shared with the client tests' cache: 3 MiB of data in the root filesystem, so the archive is much larger than its head. */
 const HEAD_BYTES = 64 * 1024;
@@ -238,32 +236,6 @@ describe('remote catalog, proxied', () => {
     assert.deepEqual(ids, ['images/filled', 'images/small', 'local', 'spare']);
   });
 });
-
-/** The real CLI, as a deployment would run it; resolves with its URL from the listening line. */
-async function startCli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ url: string; child: ChildProcess; stop(): Promise<void> }> {
-  const child = spawn(process.execPath, [SERVER_CLI, '--port', '0', '-q', '--rescan', '0', ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, ...env },
-  });
-  let out = '';
-  let err = '';
-  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  const url = await new Promise<string>((resolve, reject) => {
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      const line = out.split('\n').find((l) => l.includes('"listening"'));
-      if (line) resolve(JSON.parse(line).url);
-    });
-    child.once('exit', (code) => reject(new Error(`cosi-server exited ${code}: ${err}`)));
-  });
-  const stop = async () => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise((r) => child.once('exit', r));
-    child.kill('SIGTERM');
-    await exited;
-  };
-  return { url, child, stop };
-}
 
 describe('--redirect', () => {
   test('/cosi/ of a remote answers 307 to the origin; curl -L and cosi-fetch get the right bytes', async () => {

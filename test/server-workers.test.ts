@@ -224,3 +224,42 @@ test('a startup error in the workers is the one error line and exit code of one 
   assert.equal(r.code, 6, r.stderr);
   assert.match(r.stderr.trim(), /^cosi-server: error: cannot read catalog root \/nonexistent\/catalog: no such file or directory; check the path$/);
 });
+
+test('--max-connections applies to every worker: two workers admit twice the limit', async () => {
+  const cat = await tempCatalog({ 'big.cosi': bigPath });
+  const srv = await startCluster(cat.dir, ['--max-connections', '1', '-q']);
+  const u = new URL(srv.url);
+  const held: Array<{ destroy: () => void }> = [];
+  /** A transfer that takes its first chunk and stops reading, so its connection stays open. */
+  const hold = () =>
+    new Promise<number>((resolve, reject) => {
+      const req = request({ host: u.hostname, port: u.port, path: '/cosi/big.cosi', agent: false }, (res) => {
+        res.on('error', () => {});
+        if (res.statusCode !== 200) {
+          res.resume();
+          return resolve(res.statusCode!);
+        }
+        res.once('data', () => {
+          res.pause();
+          resolve(200);
+        });
+      });
+      req.on('error', reject);
+      held.push({ destroy: () => req.destroy() });
+      req.end();
+    });
+  try {
+    // The primary hands connections to the workers in turn: one each, both admitted at once.
+    assert.deepEqual([await hold(), await hold()], [200, 200]);
+    // Both workers are at their limit now, whichever gets the next connection.
+    for (let i = 0; i < 2; i++) {
+      const r = await http(srv.url, '/healthz', { agent: false });
+      assert.equal(r.status, 503);
+      assert.equal(r.headers['retry-after'], '1');
+    }
+  } finally {
+    for (const h of held) h.destroy();
+    srv.child.kill('SIGKILL');
+    await rm(cat.dir, { recursive: true, force: true });
+  }
+});

@@ -17,7 +17,9 @@ const USAGE = `usage: cosi-fetch --partition SEL [--partition SEL...] [-o FILE|D
        cosi-fetch inspect [--json] URL
        cosi-fetch verify [--json] URL
 
-URL is http(s)://..., file://... or a local path.
+URL is http(s)://..., file://..., a local path, or an object-store URL: s3://BUCKET/KEY,
+az://CONTAINER/BLOB, https://ACCOUNT.blob.core.windows.net/CONTAINER/BLOB (credentials from AWS_* or
+AZURE_STORAGE_* variables).
 SEL is a partition type (root, esp, srv, ...), a mount point (/var), a GPT number or an image path.
 
 options:

@@ -76,7 +76,7 @@ export class Catalog {
   }
 
   /** The origin URL when `id` is a remote image, for --redirect. */
-  originOf(id: string): string | undefined {
+  async originOf(id: string): Promise<string | undefined> {
     return this.known.has(id) ? undefined : this.opts.remote?.originOf(id);
   }
 

@@ -12,7 +12,8 @@ import { listPartitions, type CosiMetadata, type PartitionInfo } from '../../sha
 import type { ByteSource } from '../../shared/transport/source.js';
 import type { TarEntry } from '../../shared/format/tar.js';
 import type { ValidationIssue } from '../../shared/format/validate.js';
-import { readSeekTable, type SeekFrame } from '../../shared/zstd/index.js';
+import { FIRST_FRAME_BYTES, firstFrameIsPart, readSeekTable, type SeekFrame } from '../../shared/zstd/index.js';
+import { CachedSource } from '../../shared/transport/cached-source.js';
 
 /** What identifies the bytes behind a path: a rename or rewrite changes at least one. */
 export interface FileIdentity {
@@ -93,16 +94,22 @@ export async function indexArchive(src: ByteSource, file: { id: string; relPath:
     indexedAt: new Date(),
   };
   try {
-    const { archive, gpt, result } = await checkArchive(src, opts);
+    // The walk's header reads bring the start of each entry's data: kept, they tell which images may be framed.
+    const cached = new CachedSource(src, { readAhead: 0, maxKept: 8 << 20 });
+    const { archive, gpt, result } = await checkArchive(cached, opts);
     const byName = new Map<string, TarEntry>();
     for (const e of archive.index.entries) if (e.type === 'file' && !byName.has(e.name)) byName.set(e.name, e);
     const partitions = listPartitions(archive.metadata, gpt).map((info): PartitionRecord => {
       const e = byName.get(info.path);
       return e ? { info, entry: { headerOffset: e.headerOffset, dataOffset: e.dataOffset, size: e.size } } : { info };
     });
-    // One small read of each image's end: is it framed? A table that lies is left to the decoders to refuse.
+    // An image whose first frame declares less than the whole image gets one small read of its end, the
+    // seek table; a one-frame image costs nothing more. A table that lies is left to the decoders to refuse.
     for (const p of partitions) {
-      if (p.entry && p.entry.size === p.info.image.compressedSize) p.seek = (await readSeekTable(src, p.entry, p.info.image).catch(() => undefined))?.frames;
+      if (!p.entry || p.entry.size !== p.info.image.compressedSize) continue;
+      const n = Math.min(p.entry.size, FIRST_FRAME_BYTES);
+      const first = cached.peek(p.entry.dataOffset, n) ?? (await src.read(p.entry.dataOffset, n).catch(() => undefined));
+      if (firstFrameIsPart(first, p.info.image.uncompressedSize)) p.seek = (await readSeekTable(src, p.entry, p.info.image).catch(() => undefined))?.frames;
     }
     const view: ArchiveView = {
       metadataBytes: archive.metadataBytes,

@@ -12,15 +12,30 @@
  */
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import { oneLine } from '../../shared/errors.js';
+import { errorClassOf, oneLine } from '../../shared/errors.js';
 import { displayUrl } from '../../shared/transport/http/endpoints.js';
 import type { HttpSourceOptions } from '../../shared/transport/http/options.js';
 import { HttpSource } from '../../shared/transport/http/source.js';
 import { parseHttpDate } from '../../shared/transport/range.js';
+import { StoreSource } from '../../shared/transport/store/source.js';
+import { isStoreUrl } from '../../shared/transport/store/url.js';
 import type { OpenArchive } from './open-archive.js';
-import { readRemoteList, type RemoteSpec } from './remote-spec.js';
+import { readRemoteList, specKey, type RemoteSpec } from './remote-spec.js';
 import { indexArchive, type FileIdentity, type IndexRecord } from './indexer.js';
+import { eachLimited } from './scanner.js';
+import { listStorePrefix } from './store-listing.js';
 import type { Metrics } from '../metrics.js';
+
+/** Archives indexed at once: each is a handful of small ranged reads, and a bucket may hold thousands. */
+const INDEX_PARALLEL = 16;
+/** How long a --redirect Location to a store object is valid: the client follows it at once. */
+export const REDIRECT_URL_TTL_SECONDS = 900;
+
+type RemoteSource = HttpSource | StoreSource;
+
+function shownUrl(url: string): string {
+  return isStoreUrl(url) || /^(s3|az):/.test(url) ? url : displayUrl(new URL(url));
+}
 
 export interface RemoteCatalogOptions {
   /** From --remote. */
@@ -33,12 +48,14 @@ export interface RemoteCatalogOptions {
   maxMetadataBytes?: number;
   /** For tests: timeouts and retries of the origin requests. */
   sourceOptions?: HttpSourceOptions;
+  /** Where store credentials come from (default: process.env). */
+  env?: NodeJS.ProcessEnv;
 }
 
 interface Entry {
   spec: RemoteSpec;
   /** Pinned to the version that was indexed. */
-  source: HttpSource;
+  source: RemoteSource;
   record: IndexRecord;
   /** What the origin said when it was indexed. */
   probe: Probe;
@@ -68,6 +85,8 @@ function remoteEtag(url: string, p: Probe, metadataSha384 = ''): string {
 export class RemoteCatalog {
   private specs: RemoteSpec[];
   private entries = new Map<string, Entry>();
+  /** The last good listing of each store prefix: a listing that fails keeps it. */
+  private listings = new Map<string, RemoteSpec[]>();
   private refreshing: Promise<void> | undefined;
   private readonly sourceOptions: HttpSourceOptions;
 
@@ -95,9 +114,11 @@ export class RemoteCatalog {
     return this.entries.has(id);
   }
 
-  /** The origin URL of a remote image (for redirects). */
-  originOf(id: string): string | undefined {
-    return this.entries.get(id)?.spec.url;
+  /** Where a client can read a remote image itself (for redirects): its URL, or a short-lived signed URL of a store object. */
+  async originOf(id: string): Promise<string | undefined> {
+    const e = this.entries.get(id);
+    if (!e) return undefined;
+    return e.source instanceof StoreSource ? e.source.signedUrl(REDIRECT_URL_TTL_SECONDS) : e.spec.url;
   }
 
   records(): IndexRecord[] {
@@ -128,20 +149,50 @@ export class RemoteCatalog {
         this.opts.log?.({ event: 'remote-list-error', file: this.opts.listFile, message: oneLine(err) });
       }
     }
-    const wanted = new Map(this.specs.map((s) => [s.id, s]));
+    const wanted = new Map<string, RemoteSpec>();
+    // A flag or list entry naming an id wins over a listed object with the same id.
+    for (const spec of await this.expand()) if (!wanted.has(spec.id) || !spec.from) wanted.set(spec.id, spec);
     for (const id of [...this.entries.keys()]) if (!wanted.has(id)) this.entries.delete(id);
-    // Origins are independent: check them side by side.
-    await Promise.all([...wanted.values()].map((spec) => this.refreshOne(spec)));
+    // Origins are independent: check them side by side, a bounded number at a time.
+    await eachLimited([...wanted.values()], INDEX_PARALLEL, (spec) => this.refreshOne(spec));
+  }
+
+  /** The specs with every store prefix replaced by the objects listed under it now. */
+  private async expand(): Promise<RemoteSpec[]> {
+    const out: RemoteSpec[] = [];
+    const prefixes = this.specs.filter((s) => s.prefix);
+    for (const k of [...this.listings.keys()]) if (!prefixes.some((p) => specKey(p) === k)) this.listings.delete(k);
+    await Promise.all(
+      prefixes.map(async (p) => {
+        const t0 = performance.now();
+        try {
+          const l = await listStorePrefix(p, this.opts.env);
+          this.listings.set(specKey(p), l.specs);
+          this.opts.log?.({ event: 'store-listed', prefix: p.url, objects: l.specs.length, skipped: l.skipped.length, requests: l.requests, ms: Math.round(performance.now() - t0) });
+        } catch (err) {
+          // A store that is down or refuses us for a moment keeps its last listing; transfers fail on their own.
+          this.opts.log?.({ event: 'store-list-error', prefix: p.url, message: oneLine(err) });
+          if (!this.listings.has(specKey(p))) throw err;
+        }
+      }),
+    );
+    for (const s of this.specs) out.push(...(s.prefix ? (this.listings.get(specKey(s)) ?? []) : [s]));
+    return out;
   }
 
   private async refreshOne(spec: RemoteSpec): Promise<void> {
     const old = this.entries.get(spec.id);
-    if (old && old.spec.url === spec.url && !old.stale && old.record.archive) {
+    if (old && old.spec.url === spec.url && !old.stale && spec.listed) {
+      // The listing said what a HEAD would: the same ETag and size keep the index, unless the
+      // last try failed on the way (network, access), which another try may not.
+      const sameVersion = old.probe.etag === spec.listed.etag && old.probe.size === spec.listed.size;
+      if (sameVersion && !failedOnTheWay(old.record)) return;
+    } else if (old && old.spec.url === spec.url && !old.stale && old.record.archive) {
       const probe = await this.probe(spec.url).catch((err: unknown) => err);
       if (!(probe instanceof Error) && sameProbe(probe as Probe, old.probe)) return;
       if (probe instanceof Error) {
         // An origin that is down for a moment keeps its listing; transfers will fail on their own.
-        this.opts.log?.({ event: 'remote-unreachable', id: spec.id, url: displayUrl(new URL(spec.url)), message: oneLine(probe) });
+        this.opts.log?.({ event: 'remote-unreachable', id: spec.id, url: shownUrl(spec.url), message: oneLine(probe) });
         return;
       }
     }
@@ -149,18 +200,24 @@ export class RemoteCatalog {
   }
 
   private async probe(url: string): Promise<Probe> {
-    const src = new HttpSource(url, this.sourceOptions);
+    const src = this.sourceFor({ id: '', url });
     const size = await src.size();
     return { size, etag: src.validator?.etag, lastModified: src.validator?.lastModified };
   }
 
-  private probeOf(src: HttpSource, size: number): Probe {
+  /** A store object reads through signed URLs, held from the start to the version its listing named. */
+  private sourceFor(spec: RemoteSpec): RemoteSource {
+    if (!isStoreUrl(spec.url)) return new HttpSource(spec.url, this.sourceOptions);
+    return new StoreSource(spec.url, { ...this.sourceOptions, env: this.opts.env, ...(spec.listed ? { expect: spec.listed } : {}) });
+  }
+
+  private probeOf(src: RemoteSource, size: number): Probe {
     return { size, etag: src.validator?.etag, lastModified: src.validator?.lastModified };
   }
 
   private async index(spec: RemoteSpec): Promise<Entry> {
-    const source = new HttpSource(spec.url, this.sourceOptions);
-    const shown = displayUrl(new URL(spec.url));
+    const source = this.sourceFor(spec);
+    const shown = shownUrl(spec.url);
     this.opts.metrics?.inc('cosi_index_runs_total');
     const t0 = performance.now();
     let size = 0;
@@ -219,8 +276,16 @@ export class RemoteCatalog {
   }
 }
 
-/** Flags first; a list entry with the same id as a flag is ignored (the flag is explicit). */
+/** An index that failed on the way (unreachable, refused, timed out, changed while read), not because of the archive. */
+function failedOnTheWay(r: IndexRecord): boolean {
+  if (r.archive) return false;
+  const code = r.errors[0]?.rule;
+  // A version that changed while it was read is worth another try too.
+  return code !== undefined && (errorClassOf(code) === 'network' || code === 'COSI_ERR_SOURCE_CHANGED');
+}
+
+/** Flags first; a list entry with the same id (or prefix) as a flag is ignored (the flag is explicit). */
 function mergeSpecs(flags: RemoteSpec[], listed: RemoteSpec[]): RemoteSpec[] {
-  const ids = new Set(flags.map((s) => s.id));
-  return [...flags, ...listed.filter((s) => !ids.has(s.id))];
+  const keys = new Set(flags.map(specKey));
+  return [...flags, ...listed.filter((s) => !keys.has(specKey(s)))];
 }

@@ -39,7 +39,7 @@ export function rawRoutes(deps: AppDeps): Hono<AppEnv> {
   getCounted(app, '/cosi/*', 'raw', async (c, stats) => {
     const id = rawId(rawPathAfter(c.req.url, '/cosi/'));
     if (id === undefined) throw notFound(`no archive at ${c.req.path}`);
-    const origin = deps.redirect ? deps.catalog.originOf(id) : undefined;
+    const origin = deps.redirect ? await deps.catalog.originOf(id) : undefined;
     if (origin) {
       // The whole archive is the origin's file, byte for byte: let the client take it (and its ranges) from there.
       stats.id = id;

@@ -14,7 +14,7 @@
  */
 import { CosiError } from '../errors.js';
 import type { ByteSource } from '../transport/source.js';
-import { u32le } from './frame.js';
+import { readFrameHeader, u32le } from './frame.js';
 
 export const SEEK_TABLE_MAGIC = 0x184d2a5e;
 export const SEEKABLE_MAGIC = 0x8f92eab1;
@@ -133,6 +133,30 @@ export function checkSeekTable(table: SeekTable, image: { path: string; compress
   if (d !== image.uncompressedSize) throw lie(image.path, `lists ${d} decompressed bytes, but uncompressedSize is ${image.uncompressedSize}`);
   if (frames.some((f) => f.compressedSize === 0)) throw lie(image.path, 'lists a frame of 0 compressed bytes');
   return frames;
+}
+
+/** Bytes enough for the COSI id's skippable frame and the first frame header. */
+export const FIRST_FRAME_BYTES = 64;
+
+/**
+ * Whether an image's first zstd frame declares less than the whole image:
+ * only then can it be framed, so only then is its seek table worth a read.
+ * `first` is the start of the image (FIRST_FRAME_BYTES, or the whole image
+ * if shorter); unknown is no.
+ */
+export function firstFrameIsPart(first: Uint8Array | undefined, uncompressedSize: number): boolean {
+  if (!first) return false;
+  try {
+    for (let off = 0; off < first.length; ) {
+      const h = readFrameHeader(first, off);
+      if (!h) return false;
+      if (h.kind === 'frame') return h.contentSize !== undefined && h.contentSize < uncompressedSize;
+      off += h.size;
+    }
+  } catch {
+    // Not zstd at all: the decoder will say so.
+  }
+  return false;
 }
 
 /**

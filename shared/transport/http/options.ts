@@ -38,6 +38,14 @@ export interface HttpSourceOptions {
   /** Default 60 s. */
   lowSpeedWindowMs?: number;
   onEvent?: (e: HttpSourceEvent) => void;
+  /** The name in messages instead of the URL (an object-store URL for the presigned URL it reads). */
+  label?: string;
+  /**
+   * The version this source must read, known before its first request (an
+   * object's ETag and size from a listing, or from an earlier source of the
+   * same object): every response is held to it from the start.
+   */
+  expect?: { etag?: string; lastModified?: string; size: number };
 }
 
 export const DEFAULTS = {

@@ -40,7 +40,8 @@ export class Requester {
       else if (ep.auth && !headers.authorization) headers.authorization = ep.auth;
       if (range) headers.range = range;
       if (ifRange) headers['if-range'] = ifRange;
-      const name = displayUrl(url);
+      // ep.name: the URL as displayed, or the label it was given (an object-store URL for a presigned one).
+      const name = url === ep.url ? ep.name : displayUrl(url);
       this.stats.requests++;
       this.emit(range ? { type: 'request', url: name, range } : { type: 'request', url: name });
       let res: Dispatcher.ResponseData;

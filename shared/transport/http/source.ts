@@ -63,7 +63,13 @@ export class HttpSource implements ByteSource {
 
   constructor(url: string, opts: HttpSourceOptions = {}) {
     this.endpoints = new Endpoints([url, ...(opts.mirrors ?? [])]);
+    if (opts.label !== undefined) this.endpoints.primary.name = opts.label;
     this.name = this.endpoints.primary.name;
+    if (opts.expect) {
+      const { size, ...v } = opts.expect;
+      if (v.etag !== undefined || v.lastModified !== undefined) this.validator = this.endpoints.primary.validator = v;
+      this.knownSize = size;
+    }
     this.o = resolveOptions(opts);
     const emit = (e: HttpSourceEvent): void => this.o.onEvent?.(e);
     this.ownChunks = opts.dispatcher === undefined;

@@ -11,7 +11,7 @@
  * is capped, so memory stays bounded whatever the archive size.
  */
 import { Readable } from 'node:stream';
-import type { ByteSource } from '../shared/transport/source.js';
+import type { ByteSource } from './source.js';
 
 interface Piece {
   offset: number;
