@@ -6,8 +6,8 @@
  *
  * A lane decodes all of its frames back to back with one libzstd context,
  * keeping its window across frames (a decoder per frame paid for a fresh
- * window each time: 3 zstd processes for 3 frames took 2.5x one process's
- * time here, the fresh memory's page faults being costly on this VM). Where
+ * window each time: 3 zstd processes for 3 frames took 2.5x the CPU time of
+ * one process here, the fresh memory's page faults being costly on this VM). Where
  * the runtime has node:zlib's zstd (Node >= 22.15) a lane is a worker thread
  * that decodes and writes each frame at its offset itself (worker-lane.ts);
  * else it is a zstd program process whose output this thread reads into one
