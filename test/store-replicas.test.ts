@@ -2,11 +2,12 @@
  * The production layout in miniature: s3rver as the store, two real
  * cosi-server replicas over it, and the real nginx with
  * deploy/nginx-cache.conf (the file deploy/docker-compose.store.yml mounts)
- * in front, its upstream naming both replicas. One replica is killed while
- * cosi-fetch is reading a partition through nginx; the fetch completes
- * through the other, byte-identical, because both give the same ids, offsets
- * and ETags. The compose file itself is checked by docker-compose when it is
- * installed.
+ * in front, its upstream naming both replicas. One replica is stopped or
+ * killed while cosi-fetch is reading a partition through nginx; the fetch
+ * completes through the other in the same run, byte-identical, because both
+ * give the same ids, offsets and ETags (killed inside a slice, nginx sends a
+ * body with bytes missing, and cosi-fetch fetches the image again once). The
+ * compose file itself is checked by docker-compose when it is installed.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -18,7 +19,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { open } from '../client/index.js';
 import { REPO, packedDisk, sameBytes, type PackedFixture } from './fixtures.js';
-import { FETCH_CLI, runFetch, scrapeMetric } from './client-helpers.js';
+import { checkDisk, FETCH_CLI, runFetch, scrapeMetric } from './client-helpers.js';
 import { freePort, NGINX, nginxMainConf } from './nginx.js';
 import { http, json, run, SERVER_BIG, startCli } from './server-helpers.js';
 import { startFaultProxy } from './fault-proxy.js';
@@ -94,7 +95,7 @@ test('docker-compose accepts deploy/docker-compose.store.yml: two replicas named
  * `slowStore`: A reads the store at 2 MiB/s (a store far away), so it is still sending a slice when it gets the
  * signal; reading at loopback speed, it has usually handed nginx's socket the whole slice already.
  */
-async function fetchWhileStopping(signal: NodeJS.Signals, run: string, slowStore = false): Promise<{ code: number; stderr: string; killedAt: number; out: string; aUrl: string; bUrl: string; cache: Awaited<ReturnType<typeof startCache>>; stop(): Promise<void> }> {
+async function fetchWhileStopping(signal: NodeJS.Signals, run: string, slowStore = false, what = ['-p', 'root']): Promise<{ code: number; stderr: string; killedAt: number; out: string; aUrl: string; bUrl: string; cache: Awaited<ReturnType<typeof startCache>>; stop(): Promise<void> }> {
   const env = { ...s3.env, COSI_CACHE_DIR: join(work, 'cache') };
   const store = new URL(s3.env['AWS_ENDPOINT_URL']!);
   const slow = slowStore ? await startFaultProxy({ host: store.hostname, port: Number(store.port) }, () => ({ kind: 'throttle', bytesPerSecond: 2 << 20 }), { maxConnections: 1000 }) : undefined;
@@ -105,7 +106,7 @@ async function fetchWhileStopping(signal: NodeJS.Signals, run: string, slowStore
   const cache = await startCache(join(work, `nginx-${run}`), new URL(a.url).host, new URL(b.url).host);
   assert.deepEqual(json(await http(b.url, '/v1/images')).images.map((i: any) => i.etag), json(await http(a.url, '/v1/images')).images.map((i: any) => i.etag));
   const out = join(work, `root-${run}.img`);
-  const child = spawn(process.execPath, [FETCH_CLI, '-p', 'root', '-o', out, '--progress', 'json', `${cache.url}/cosi/big.cosi`], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [FETCH_CLI, ...what, '-o', out, '--progress', 'json', `${cache.url}/cosi/big.cosi`], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   let killedAt = -1;
   const onProgress = (d: Buffer) => {
@@ -181,6 +182,20 @@ test('nginx in front of two replicas: one killed inside a slice (SIGKILL): nginx
     assert.ok(existsSync(r.out), 'no output');
     assert.ok(await sameBytes(r.out, 0, big.disk, p.gptPartition!.offset, p.gptPartition!.size), 'root partition differs from the source disk');
     assert.ok((await bServed(r.bUrl)) > 0, 'replica B took over nothing');
+  } finally {
+    await r.stop();
+  }
+});
+
+test('the same kill during --disk: the spliced partition is written again over its region, holes included, and the disk is byte-identical', async (t) => {
+  if (!existsSync(NGINX)) return t.skip('nginx is not installed (nginx-light)');
+  if (!existsSync('/usr/sbin/sgdisk') && !existsSync('/usr/bin/sgdisk')) return t.skip('sgdisk is not installed (gdisk)');
+  const r = await fetchWhileStopping('SIGKILL', 'kill-disk', true, ['--disk']);
+  try {
+    assert.match(await r.cache.errorLog(), /upstream prematurely closed connection while reading upstream/, 'the replica did not die inside a slice');
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /SHA-384 mismatch.*fetching it again from its start/, 'the spliced response went unnoticed');
+    await checkDisk(big, r.out);
   } finally {
     await r.stop();
   }
