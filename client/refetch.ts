@@ -25,15 +25,16 @@ export function refetchable(img: CosiImage, err: unknown): boolean {
 
 /**
  * `attempt(false)`, and once more as `attempt(true)` when it failed with a
- * refetchable error; `attempt` must leave nothing of a failed run that a new
- * run would not overwrite (the second one is told, so it can write holes).
+ * refetchable error. `attempt` must leave nothing of a failed run that the
+ * next one would not overwrite: told that it runs again, it writes every byte,
+ * holes included, where the first run may have written something else.
  */
 export async function refetchOnce<T>(img: CosiImage, p: PartitionInfo, warn: ((line: string) => void) | undefined, attempt: (again: boolean) => Promise<T>): Promise<T> {
   try {
     return await attempt(false);
   } catch (err) {
     if (!refetchable(img, err)) throw err;
-    warn?.(`${p.path}: ${(err as Error).message}; fetching it again from its start (a cache in front of the server may have joined a transfer it lost into the response)`);
+    warn?.(`${p.path}: SHA-384 mismatch; fetching it again from its start (a cache in front of the server may have joined a transfer it lost into the response)`);
     return attempt(true);
   }
 }
