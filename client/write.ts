@@ -22,6 +22,7 @@ import { pool, type CosiImage } from './image.js';
 import { abortTarget, commitTarget, openTarget, rereadPartitions, syncTarget, type Target } from './output.js';
 import type { Progress } from './progress.js';
 import { RangeWriter, writeFully } from './range-writer.js';
+import { refetchOnce } from './refetch.js';
 import type { WriteBehind } from './write-behind.js';
 
 const run = promisify(execFile);
@@ -222,10 +223,25 @@ export async function writePartition(img: CosiImage, p: PartitionInfo, outPath: 
   checkFits(p);
   img.refuseUnverified([p.image]);
   const started = Date.now();
-  const t = await openTarget(outPath, { size: p.image.uncompressedSize });
   const progress = opts.progress;
   progress?.begin(progressItem(p));
   let ok = false;
+  try {
+    // Each attempt has a target of its own, aborted when it fails: the second starts from nothing.
+    const result = await refetchOnce(img, p, opts.warn, async (again) => {
+      if (again) progress?.begin(progressItem(p));
+      return writePartitionOnce(img, p, outPath, opts, started);
+    });
+    ok = true;
+    return result;
+  } finally {
+    progress?.end(p.path, ok);
+  }
+}
+
+async function writePartitionOnce(img: CosiImage, p: PartitionInfo, outPath: string, opts: WriteOptions, started: number): Promise<PartitionResult> {
+  const t = await openTarget(outPath, { size: p.image.uncompressedSize });
+  const progress = opts.progress;
   try {
     const w = imageWriter(t.fh, 0, p, { behind: t.behind, sparse: t.kind === 'file', limit: p.image.uncompressedSize }, opts);
     const decode = await img.pump(p.image, w, { progress });
@@ -252,7 +268,6 @@ export async function writePartition(img: CosiImage, p: PartitionInfo, outPath: 
       await growExt(t.path);
       grown = true;
     }
-    ok = true;
     return {
       ...describe(p, outPath, t.kind, 0, p.gptPartition?.size),
       shrunk,
@@ -266,8 +281,6 @@ export async function writePartition(img: CosiImage, p: PartitionInfo, outPath: 
   } catch (err) {
     await abortTarget(t);
     throw err;
-  } finally {
-    progress?.end(p.path, ok);
   }
 }
 
@@ -303,7 +316,9 @@ export async function writeDisk(img: CosiImage, outPath: string, opts: WriteOpti
       const growHere = growsHere(p, opts, warn);
       progress?.begin(progressItem(p));
       let ok = false;
-      try {
+      // A second attempt writes over the first one's region, holes included: its bytes are not to be trusted.
+      const attempt = async (again: boolean): Promise<PartitionResult> => {
+        if (again) progress?.begin(progressItem(p));
         let holes = 0;
         let verified = false;
         const decode: { frames?: number; lanes?: number } = {};
@@ -328,7 +343,7 @@ export async function writeDisk(img: CosiImage, outPath: string, opts: WriteOpti
             await abortTarget(side);
           }
         } else {
-          const w = imageWriter(t.fh, gp.offset, p, { behind: t.behind, sparse, limit: gp.size }, opts);
+          const w = imageWriter(t.fh, gp.offset, p, { behind: t.behind, sparse: sparse && !again, limit: gp.size }, opts);
           Object.assign(decode, await img.pump(p.image, w, { progress }));
           holes = w.holes;
           if (opts.verifyAfter) {
@@ -340,8 +355,7 @@ export async function writeDisk(img: CosiImage, outPath: string, opts: WriteOpti
           // e2fsck and resize2fs open the device exclusively, which our own O_EXCL handle forbids.
           if (growHere) growLater.push(p);
         }
-        ok = true;
-        const result: PartitionResult = {
+        return {
           ...describe(p, outPath, t.kind, gp.offset, gp.size),
           shrunk: p.shrunk === true,
           grown: growHere,
@@ -350,6 +364,10 @@ export async function writeDisk(img: CosiImage, outPath: string, opts: WriteOpti
           seconds: (Date.now() - started) / 1000,
           ...decode,
         };
+      };
+      try {
+        const result = await refetchOnce(img, p, warn, attempt);
+        ok = true;
         return result;
       } finally {
         progress?.end(p.path, ok);

@@ -19,7 +19,9 @@ export type Fault =
   /** Stop forwarding after this many response bytes but keep the socket open. */
   | { kind: 'stall'; afterBytes: number }
   /** After `afterBytes` (default 0) at full speed, one byte every `intervalMs`. */
-  | { kind: 'trickle'; intervalMs: number; afterBytes?: number };
+  | { kind: 'trickle'; intervalMs: number; afterBytes?: number }
+  /** Every byte, at about this rate (a slow link, not a fault: the end of the response is passed on). */
+  | { kind: 'throttle'; bytesPerSecond: number };
 
 /** Faults by connection index (missing entries pass), or a function of the index. */
 export type FaultPlan = readonly Fault[] | ((index: number) => Fault);
@@ -156,6 +158,19 @@ function forward(fault: Fault, upstream: Socket, client: Socket, timers: Set<Nod
         // Swallow the rest and stop reading: the client sees an open, silent socket.
         if (rest.length > 0 || sent >= fault.afterBytes) upstream.pause();
       });
+      break;
+    }
+    case 'throttle': {
+      upstream.on('data', (chunk: Buffer) => {
+        pass(chunk, Infinity);
+        upstream.pause();
+        const timer = setTimeout(() => {
+          timers.delete(timer);
+          upstream.resume();
+        }, (chunk.length / fault.bytesPerSecond) * 1000);
+        timers.add(timer);
+      });
+      upstream.on('end', () => client.end());
       break;
     }
     case 'trickle': {
