@@ -7,16 +7,16 @@
  * A lane decodes all of its frames back to back with one libzstd context,
  * keeping its window across frames (a decoder per frame paid for a fresh
  * window each time: 3 zstd processes for 3 frames took 2.5x the CPU time of
- * one process here, the fresh memory's page faults being costly on this VM). Where
- * the runtime has node:zlib's zstd (Node >= 22.15) a lane is a worker thread
- * that decodes and writes each frame at its offset itself (worker-lane.ts);
- * else it is a zstd program process whose output this thread reads into one
- * reused buffer (child-output.ts) and writes.
+ * one process here, the fresh memory's page faults being costly on this
+ * VM). Where the runtime has node:zlib's zstd (Node >= 22.15) a lane is a
+ * worker thread that decodes and writes each frame at its offset itself
+ * (worker-lane.ts); else it is a zstd program process whose output this
+ * thread reads into one reused buffer (child-output.ts) and writes.
  *
  * Memory: with two lanes or more, each may hold up to one whole compressed
  * frame of input queued (so the next lane can start on the next frame while
- * this one decodes; a single lane queues 2 MiB), and
- * its decoder holds one frame window (at most the frame's size). Bound:
+ * this one decodes; a single lane queues 2 MiB), and its decoder holds one
+ * frame window (at most the frame's size). Bound:
  * threads x (largest compressed frame + 2 MiB of input slots + largest
  * frame's window) + a 64 KiB read buffer and a 256 KiB write buffer per lane;
  * 64 MiB frames at 4:1 on 2 threads: 2 x (16 + 2 + 64) MiB.
@@ -203,7 +203,7 @@ export class FramedSink extends Writable implements LaneOwner {
   readonly label: string;
   private readonly lanes: DecodeLane[] = [];
   private readonly policy: DecodePolicy;
-  /** Input a lane may hold queued: one whole compressed frame. */
+  /** Input a lane may hold queued: one whole compressed frame (one lane: SINGLE_LANE_BACKLOG). */
   private readonly backlogMax: number;
   private pos = 0;
   private index = 0;
