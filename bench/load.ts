@@ -9,12 +9,10 @@ import { join } from 'node:path';
 import { fmtProfile, summarizeProfileDir, type ProfileSummary } from './profile.js';
 import { notAvailable, passIf, type Row } from './report.js';
 import { startCosiServer, startDeployedNginx } from './servers.js';
-import { fmtBytes, summarize, timed, type BenchOptions, type Tools } from './util.js';
+import { fmtBytes, loadNote, MAX_RERUNS, summarize, timed, type BenchOptions, type Tools } from './util.js';
 import type { Workload } from './workload.js';
 
 const MiB = 1024 * 1024;
-/** Times a row is run again when the load average moved under it. */
-const MAX_RERUNS = 2;
 
 // Each wrk thread seeds its own walk from its id, so threads do not ask for the same range in lockstep.
 const LUA = `
@@ -114,7 +112,7 @@ export async function loadComparisons(opts: BenchOptions, tools: Tools, w: Workl
         if (Math.abs(after - before) <= 1) break;
         if (attempt < MAX_RERUNS) log(`  ${c.id}: 1-min load moved ${before.toFixed(2)} -> ${after.toFixed(2)}: running it again`);
       }
-      const loadNote = `load ${loads.map(([a, b]) => `${a.toFixed(2)}->${b.toFixed(2)}`).join(', then ')}${loads.length > 1 ? ` (${loads.length - 1} rerun${loads.length > 2 ? 's' : ''}; the last kept)` : ''}`;
+      const note = loadNote(loads);
       const pick = (xs: WrkResult[]) => summarize(xs.map((x) => (c.metric === 'MB/s' ? x.bytesPerSec / 1e6 : x.rps)));
       const s = pick(res.server);
       const n = pick(res.nginx);
@@ -130,7 +128,7 @@ export async function loadComparisons(opts: BenchOptions, tools: Tools, w: Workl
         ratio,
         target: `>= ${c.target}`,
         status: errs ? 'MISS' : nginxErrs ? 'N/A' : passIf(ratio >= c.target),
-        notes: [loadNote, errs ? `${errs} non-2xx/socket errors from cosi-server` : '', nginxErrs ? `${nginxErrs} errors from nginx: baseline invalid` : ''].filter(Boolean).join('; '),
+        notes: [note, errs ? `${errs} non-2xx/socket errors from cosi-server` : '', nginxErrs ? `${nginxErrs} errors from nginx: baseline invalid` : ''].filter(Boolean).join('; '),
         data: { ...res, loads },
       });
     }

@@ -188,3 +188,12 @@ export function findTools(): Tools {
 export function nodeVersion(bin: string): string {
   return spawnSync(bin, ['--version'], { encoding: 'utf8' }).stdout.trim();
 }
+
+/** Runs of a measurement whose 1-minute load average moved by more than 1 are repeated at most this often. */
+export const MAX_RERUNS = 2;
+
+/** Every attempt's load, before -> after, and how many reruns there were. */
+export function loadNote(loads: ReadonlyArray<readonly [number, number]>): string {
+  const runs = loads.map(([a, b]) => `${a.toFixed(2)}->${b.toFixed(2)}`).join(', then ');
+  return `load ${runs}${loads.length > 1 ? ` (${loads.length - 1} rerun${loads.length > 2 ? 's' : ''}; the last kept)` : ''}`;
+}
