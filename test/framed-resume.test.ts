@@ -122,6 +122,14 @@ test('kill -9 halfway, then the same command: continues from the journaled frame
   const count = entry.readUInt32LE(entry.length - 9);
   const tableAt = entry.length - (8 + count * 8 + 9);
   for (let i = 0; i < journal.done; i++) prefix += entry.readUInt32LE(tableAt + 8 + i * 8);
+  // Every frame whose bytes all arrived before the stall is journaled, whichever lane had it: the
+  // zstd program once kept a frame's last KiB in its stdio buffer while its lane waited for input.
+  let whole = 0;
+  for (let i = 0, end = 0; i < count; i++) {
+    end += entry.readUInt32LE(tableAt + 8 + i * 8);
+    if (end <= Math.floor(compressed / 2) - 8192) whole = end;
+  }
+  assert.ok(prefix >= whole, `journal at ${prefix} B, yet the frames up to ${whole} B had arrived whole before the stall`);
   assert.ok(r.bytesTransferred <= overhead + (compressed - prefix) + 2048, `second run: ${r.bytesTransferred} bytes, at most the open (${overhead}) and the ${compressed - prefix} bytes after the journaled prefix`);
   // Re-fetched: what both runs took beyond one clean run (the first run received exactly the stall budget).
   const refetched = overhead + Math.floor(compressed / 2) + r.bytesTransferred - cleanJson.bytesTransferred;

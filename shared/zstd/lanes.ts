@@ -85,12 +85,33 @@ const FILLER = (() => {
   return b;
 })();
 
+/**
+ * The zstd program writes its output through stdio, which holds the last few
+ * KiB of a frame (4 KiB for a FIFO with glibc) until more output comes: a lane
+ * whose input stalls never reports its last frame done, and a resumed fetch
+ * fetched that whole frame again (9d: 19.3 MiB twice for 12.8 MiB frames). A
+ * frame of PAD zero bytes (one RLE block, 13 bytes of input) after each frame
+ * pushes the real output out; the lane drops those bytes. Only after frames
+ * that declare their size, which libzstd holds them to: after one that does
+ * not, a table listing too few bytes would count pad bytes as the frame's.
+ */
+const PAD = 32 << 10;
+const PAD_FRAME = (() => {
+  const b = Buffer.alloc(13);
+  b.writeUInt32LE(0xfd2fb528, 0);
+  b[4] = 0xa0; // single segment, 4-byte content size, no checksum
+  b.writeUInt32LE(PAD, 5);
+  b.writeUIntLE(1 | (1 << 1) | (PAD << 3), 9, 3); // last block, RLE, PAD bytes of the next byte (0)
+  return b;
+})();
+
 class ProcessLane implements DecodeLane {
   readonly child: ChildProcessByStdio<WritableType, Readable | null, Readable>;
   private readonly stdout: Readable;
-  /** Frames sent, not yet fully decoded, in order; `out` counts each one's output. */
-  private readonly queue: Array<{ frame: SeekFrame; out: number }> = [];
+  /** Frames sent, not yet fully decoded, in order; `out` counts each one's output (`frame` undefined: a pad). */
+  private readonly queue: Array<{ frame: SeekFrame | undefined; out: number }> = [];
   private stderr = '';
+  private padNext = false;
   failure: Error | undefined;
   readonly exited: Promise<number | null>;
   private waiters: Array<() => void> = [];
@@ -129,8 +150,9 @@ class ProcessLane implements DecodeLane {
     return this.child.stdin.writableLength;
   }
 
-  start(frame: SeekFrame): void {
+  start(frame: SeekFrame, sized: boolean): void {
     this.queue.push({ frame, out: 0 });
+    this.padNext = sized;
   }
 
   send(piece: Buffer): void {
@@ -138,6 +160,10 @@ class ProcessLane implements DecodeLane {
   }
 
   endFrame(): void {
+    if (this.padNext) {
+      this.queue.push({ frame: undefined, out: 0 });
+      this.child.stdin.write(PAD_FRAME);
+    }
     this.child.stdin.write(FILLER);
   }
 
@@ -150,8 +176,8 @@ class ProcessLane implements DecodeLane {
     this.child.stdin.end();
     await this.exited;
     if (this.failure) throw this.failure;
-    const left = this.queue[0];
-    if (left) throw seekTableError(`${this.sink.label}: seek table entry ${left.frame.index} lists ${left.frame.decompressedSize} decompressed bytes, its frame gave ${left.out}`);
+    const left = this.queue[0]?.frame;
+    if (left) throw seekTableError(`${this.sink.label}: seek table entry ${left.index} lists ${left.decompressedSize} decompressed bytes, its frame gave ${this.queue[0]!.out}`);
   }
 
   kill(): void {
@@ -166,13 +192,14 @@ class ProcessLane implements DecodeLane {
       while (off < b.length) {
         const head = this.queue[0];
         if (!head) throw seekTableError(`${this.sink.label}: frames decode to more bytes than the seek table lists`);
-        const n = Math.min(b.length - off, head.frame.decompressedSize - head.out);
-        if (n > 0) this.sink.place(head.frame, head.out, b.subarray(off, off + n));
+        const size = head.frame?.decompressedSize ?? PAD;
+        const n = Math.min(b.length - off, size - head.out);
+        if (n > 0 && head.frame) this.sink.place(head.frame, head.out, b.subarray(off, off + n));
         head.out += n;
         off += n;
-        if (head.out === head.frame.decompressedSize) {
+        if (head.out === size) {
           this.queue.shift();
-          this.sink.frameDone(head.frame);
+          if (head.frame) this.sink.frameDone(head.frame);
         }
       }
     } catch (err) {
@@ -269,7 +296,7 @@ export class FramedSink extends Writable implements LaneOwner {
     } else {
       if (h.contentSize !== undefined && h.contentSize !== f.decompressedSize) throw this.lie(f, `holds a frame declaring ${h.contentSize} bytes where the table lists ${f.decompressedSize}`);
       this.lane = this.lanes[this.dealt++ % this.lanes.length]!;
-      this.lane.start(f);
+      this.lane.start(f, h.contentSize !== undefined);
       this.scanner = new FrameScanner(this.policy.checkHeader, false);
       this.toLane(f, this.head);
     }

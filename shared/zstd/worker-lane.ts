@@ -30,7 +30,8 @@ export interface DecodeLane {
   failure: Error | undefined;
   /** Queued input bytes the decoder has not taken yet. */
   readonly backlog: number;
-  start(frame: SeekFrame): void;
+  /** `sized`: the frame's header declares its content size (which the decoder then holds it to). */
+  start(frame: SeekFrame, sized: boolean): void;
   send(piece: Buffer): void;
   /** All of the frame begun by start() has been sent. */
   endFrame(): void;
