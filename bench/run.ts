@@ -127,9 +127,14 @@ try {
     if (!opts.lowOnly) rows.push(...(await withLoad(() => wireComparison({ ...ctx, main: low! }))).rows.map(lowRow));
   }
   if (wants(opts, 9)) {
-    const r = await framedComparisons(ctx);
+    const r = await withLoad(() => framedComparisons(ctx));
     rows.push(...r.rows);
     extra.framed = r.extra;
+    if (!opts.lowOnly) {
+      const l = await withLoad(() => framedComparisons({ ...ctx, main: low! }));
+      rows.push(...l.rows.map(lowRow));
+      extra.framedLowRatio = l.extra;
+    }
   }
   if (wants(opts, 10)) {
     const iw = await indexWorkload(opts.cacheDir, log);
