@@ -32,7 +32,7 @@ const needMain = [1, 2, 3, 4, 5, 6, 7, 9, 10].some((n) => wants(opts, n));
 // The low-ratio workload (about 4:1) beside the main one (5.7:1) for every row that fetches or serves
 // an archive (1-4, 7); with --low-only, instead of it. 5 (indexing), 6a/b (the sparse workload) and 8
 // (the server's own state) do not depend on the archive's compression ratio.
-const LOW_ROWS = [1, 2, 3, 4, 7];
+const LOW_ROWS = [1, 2, 3, 4, 7, 9];
 const low = opts.lowOnly || LOW_ROWS.some((n) => wants(opts, n)) ? await packedWorkload(opts.cacheDir, lowRatioRecipe(opts.quick), log) : undefined;
 const main = opts.lowOnly ? low! : await packedWorkload(opts.cacheDir, mainRecipe(opts.quick || !needMain), log);
 const small = wants(opts, 8) && main.name !== mainRecipe(true).name ? await packedWorkload(opts.cacheDir, mainRecipe(true), log) : main;
