@@ -16,7 +16,7 @@ import { once } from 'node:events';
 import type { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type * as tar from 'tar-stream';
-import { hasMarker, sniff, startsLikeCosi } from '../shared/format/archive.js';
+import { hasMarker, notCosiFile, sniff, startsLikeCosi } from '../shared/format/archive.js';
 import { windowLogOf } from '../shared/format/check.js';
 import { CosiError } from '../shared/errors.js';
 import { parseGpt, type Gpt } from '../shared/disk/gpt.js';
@@ -140,7 +140,7 @@ export async function sequentialPass(src: HttpSource, handlers: SequentialHandle
         refuseInvalid(src.name, { valid: false, errors: dupes, warnings: [] });
       }
       if (at === 0) {
-        if (name !== 'cosi-marker') throw new CosiError('COSI_ERR_NOT_COSI', `${src.name}: first tar entry is ${name}, not cosi-marker`);
+        if (name !== 'cosi-marker') throw notCosiFile(src.name, `a tar archive whose first entry is ${name}`);
         entry.resume();
         continue;
       }

@@ -6,12 +6,12 @@
  */
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { FETCH_CLI, runBin, type CliResult } from './client-helpers.js';
-import { PACK_CLI, packedDisk, REPO, SMALL, type PackedFixture } from './fixtures.js';
+import { PACK_CLI, packedDisk, REPO, sh, SMALL, type PackedFixture } from './fixtures.js';
 
 const SERVER_CLI = join(REPO, 'dist', 'server', 'cli.js');
 let work: string;
@@ -99,4 +99,52 @@ test('cosi-pack validate: a file that is no COSI archive says so, and --json sti
   const m = await pack(['validate', '--json', meta]);
   assert.equal(m.code, 5);
   assert.ok(JSON.parse(m.stdout).checks.includes('metadata'));
+});
+
+test('cosi-pack --bootloader: a missing file, a directory or bad JSON is one usage line naming the flag', async () => {
+  const dir = await mkdtemp(join(work, 'boot-'));
+  const out = join(dir, 'x.cosi');
+  const takes = "give 'grub' or a JSON file holding the whole bootloader object";
+  failsWith(await pack([small.disk, '-o', out, '--bootloader', join(dir, 'nofile.json')]), 'cosi-pack', 2, new RegExp(`^cosi-pack: error: --bootloader .*nofile\\.json: no such file or directory; ${takes}$`));
+  const sub = join(dir, 'boot.d');
+  await mkdir(sub);
+  failsWith(await pack([small.disk, '-o', out, '--bootloader', sub]), 'cosi-pack', 2, new RegExp(`^cosi-pack: error: --bootloader .*boot\\.d: is a directory, not a file; ${takes}$`));
+  const bad = join(dir, 'bad.json');
+  await writeFile(bad, 'type = grub\n');
+  failsWith(await pack([small.disk, '-o', out, '--bootloader', bad]), 'cosi-pack', 2, new RegExp(`^cosi-pack: error: --bootloader .*bad\\.json: not valid JSON \\(.*\\); ${takes}$`));
+  assert.deepEqual((await readdir(dir)).sort(), ['bad.json', 'boot.d'], 'nothing written');
+});
+
+test('cosi-pack reframe: -o a directory, or into a missing directory, is said before any work, never as a temporary name', async () => {
+  const dir = await mkdtemp(join(work, 'reframe-'));
+  const intoDir = await pack(['reframe', small.cosi, '-o', dir]);
+  failsWith(intoDir, 'cosi-pack', 2, /^cosi-pack: error: -o .*reframe-\w+ is a directory; give the file to write, e\.g\. -o .*image\.cosi \(see cosi-pack reframe --help\)$/);
+  assert.doesNotMatch(intoDir.stderr, /decoding/, 'refused before decoding anything');
+  const missing = await pack(['reframe', small.cosi, '-o', join(dir, 'nodir', 'r.cosi')]);
+  failsWith(missing, 'cosi-pack', 6, /^cosi-pack: error: cannot write .*nodir\/r\.cosi: the directory .*nodir does not exist; create it first \(mkdir -p .*nodir\)$/);
+  assert.doesNotMatch(missing.stderr, /\.reframe-|\.partial/);
+  assert.deepEqual(await readdir(dir), [], 'nothing left behind');
+});
+
+test('cosi-pack validate: a tar that does not start with cosi-marker, or a JSON file that is no metadata.json, is said to be no COSI archive (--json too)', async () => {
+  const dir = await mkdtemp(join(work, 'notcosi-'));
+  await writeFile(join(dir, 'text.txt'), 'hello\n');
+  const tarFile = join(dir, 'some.tar');
+  await sh('tar', ['-cf', tarFile, '-C', dir, 'text.txt']);
+  const pkg = join(dir, 'package.json');
+  await writeFile(pkg, JSON.stringify({ name: 'some-app', version: '0.1.0', scripts: { test: 'node --test' } }, null, 2));
+  const cases: Array<[string, RegExp]> = [
+    [tarFile, /some\.tar is not a COSI file \(a tar archive whose first entry is text\.txt\): it must start with cosi-marker$/],
+    [pkg, /package\.json is not a COSI archive nor a valid COSI metadata\.json \(metadata\.json: images must be an array\): give a \.cosi file or the metadata\.json of one$/],
+  ];
+  for (const [file, re] of cases) {
+    failsWith(await pack(['validate', file]), 'cosi-pack', 5, re);
+    const j = await pack(['validate', '--json', file]);
+    assert.equal(j.code, 5, j.stderr);
+    assert.equal(j.stderr, '');
+    const report = JSON.parse(j.stdout);
+    assert.equal(report.valid, false);
+    assert.equal(report.errors[0].rule, 'COSI_ERR_NOT_COSI');
+    assert.match(report.errors[0].message, re);
+  }
 });

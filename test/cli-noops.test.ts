@@ -1,10 +1,11 @@
 /**
  * No silent no-ops: a file as cosi-server's --root, a --mount for a partition
  * the disk lacks, a --shrink that shrinks nothing, and the overwrite rule
- * (an existing output file is replaced, atomically, and the tools say so).
+ * (an existing output file is replaced, atomically, and the tools say so; an
+ * output that is no regular file, or is the input itself, is refused).
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { copyFile, lstat, mkdtemp, readdir, readFile, rm, stat, symlink, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -63,6 +64,14 @@ test('an existing output file is replaced, and both writers say so', async () =>
   assert.equal(second.code, 0, second.stderr);
   assert.match(second.stderr, /cosi-pack: wrote .*twice\.cosi \(\d+ bytes, \d+ regions; replaced the file that was there\)/);
 
+  const reframed = join(work, 'reframed.cosi');
+  const r1 = await runBin(PACK_CLI, ['reframe', out, '-o', reframed]);
+  assert.equal(r1.code, 0, r1.stderr);
+  assert.match(r1.stderr, /cosi-pack: wrote .*reframed\.cosi \(\d+ bytes, \d+ images\)\n$/);
+  const r2 = await runBin(PACK_CLI, ['reframe', out, '-o', reframed]);
+  assert.equal(r2.code, 0, r2.stderr);
+  assert.match(r2.stderr, /cosi-pack: wrote .*reframed\.cosi \(\d+ bytes, \d+ images; replaced the file that was there\)\n$/);
+
   const img = join(work, 'root.img');
   await writeFile(img, 'old contents');
   const f = await runBin(FETCH_CLI, ['-p', 'root', '-o', img, small.cosi]);
@@ -71,4 +80,47 @@ test('an existing output file is replaced, and both writers say so', async () =>
   assert.notEqual((await readFile(img, 'latin1')).slice(0, 12), 'old contents');
   const j = await runBin(FETCH_CLI, ['-p', 'root', '-o', img, '--json', small.cosi]);
   assert.equal(JSON.parse(j.stdout).partitions[0].replaced, true);
+});
+
+test('cosi-pack and reframe refuse, before any work, an output that is no regular file or that is the input itself', async () => {
+  const dir = await mkdtemp(join(work, 'rules-'));
+  // A FIFO stands in for any file that is not a regular one (never a real device node in a test).
+  const fifo = join(dir, 'pipe');
+  await sh('mkfifo', [fifo]);
+  const viaLink = join(dir, 'link.cosi');
+  await symlink(fifo, viaLink);
+  for (const out of [fifo, viaLink]) {
+    const p = await runBin(PACK_CLI, [bare, '-o', out, '--os-release', '/etc/os-release']);
+    assert.equal(p.code, 2, p.stderr);
+    assert.match(p.stderr, /^cosi-pack: error: -o \S+ is a named pipe \(FIFO\); give the path of a regular file to write .*\(see cosi-pack --help\)\n$/);
+    const r = await runBin(PACK_CLI, ['reframe', small.cosi, '-o', out]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /^cosi-pack: error: -o \S+ is a named pipe \(FIFO\); .*\(see cosi-pack reframe --help\)\n$/);
+  }
+  assert.ok((await lstat(fifo)).isFIFO(), 'the FIFO is still a FIFO');
+  assert.ok((await lstat(viaLink)).isSymbolicLink(), 'the link is still a link');
+
+  // The input itself, by its own path and through a symbolic link.
+  const disk = join(dir, 'disk.raw');
+  await copyFile(bare, disk);
+  const diskAlias = join(dir, 'alias.raw');
+  await symlink(disk, diskAlias);
+  const cosi = join(dir, 'in.cosi');
+  await copyFile(small.cosi, cosi);
+  const cosiAlias = join(dir, 'alias.cosi');
+  await symlink(cosi, cosiAlias);
+  const before = { disk: await readFile(disk), cosi: await readFile(cosi) };
+  for (const out of [disk, diskAlias]) {
+    const p = await runBin(PACK_CLI, [disk, '-o', out, '--os-release', '/etc/os-release']);
+    assert.equal(p.code, 2, p.stderr);
+    assert.match(p.stderr, /^cosi-pack: error: -o \S+ is the input DISK itself; write to another path \(see cosi-pack --help\)\n$/);
+  }
+  for (const out of [cosi, cosiAlias]) {
+    const r = await runBin(PACK_CLI, ['reframe', cosi, '-o', out]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /^cosi-pack: error: -o \S+ is the input IN\.cosi itself; write to another path \(see cosi-pack reframe --help\)\n$/);
+  }
+  assert.ok((await readFile(disk)).equals(before.disk), 'the disk is untouched');
+  assert.ok((await readFile(cosi)).equals(before.cosi), 'the archive is untouched');
+  assert.deepEqual((await readdir(dir)).sort(), ['alias.cosi', 'alias.raw', 'disk.raw', 'in.cosi', 'link.cosi', 'pipe'], 'nothing left behind');
 });

@@ -23,7 +23,7 @@ function usage(r: CliResult, re: RegExp): void {
   const lines = r.stderr.trimEnd().split('\n');
   assert.equal(lines.length, 1, r.stderr);
   assert.match(lines[0]!, re);
-  assert.doesNotMatch(r.stderr, /To specify a positional|ERR_PARSE_ARGS|<value>/);
+  assert.doesNotMatch(r.stderr, /To specify a positional|ERR_PARSE_ARGS|<value>|ambiguous|Did you forget/);
 }
 
 test('a mistyped flag names the flag meant, in each of the three bins', async () => {
@@ -41,6 +41,12 @@ test('a flag without its value, or a switch given one, says so in words', async 
   usage(await run('cosi-fetch', ['x.cosi', '-o']), /--output needs a value/);
   usage(await run('cosi-fetch', ['--disk=yes', '-o', 'd.img', 'x.cosi']), /--disk takes no value/);
   usage(await run('cosi-server', ['--port']), /^cosi-server: error: --port needs a value \(see cosi-server --help\)$/);
+});
+
+test('a value that starts with a dash is named, with the --flag=VALUE form that passes it', async () => {
+  usage(await run('cosi-pack', ['disk.img', '-o', '-x']), /^cosi-pack: error: --output needs a value; got "-x", which looks like a flag: write --output=-x if you mean it \(see cosi-pack --help\)$/);
+  usage(await run('cosi-server', ['--port', '-1']), /^cosi-server: error: --port needs a value; got "-1", which looks like a flag: write --port=-1 if you mean it \(see cosi-server --help\)$/);
+  usage(await run('cosi-fetch', ['--retries', '-1', 'x.cosi']), /^cosi-fetch: error: --retries needs a value; got "-1", which looks like a flag: write --retries=-1 if you mean it \(see cosi-fetch --help\)$/);
 });
 
 test('a mistyped command is named with the command meant, not a count of URLs', async () => {
@@ -77,6 +83,28 @@ test('--help and -h work on every command and subcommand, even beside a mistake'
   const v = await run('cosi-pack', ['validate', '--help']);
   assert.doesNotMatch(v.stdout, /--shrink/);
   assert.match(v.stdout, /--deep/);
+});
+
+test('cosi-pack reframe has a usage of its own, and its errors point to it', async () => {
+  for (const flag of ['--help', '-h']) {
+    const r = await run('cosi-pack', ['reframe', flag]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^usage: cosi-pack reframe IN\.cosi -o OUT\.cosi /);
+    // Its flags only: none of the writer's nor validate's.
+    for (const other of [/--shrink/, /--mount/, /--id/, /--deep/, /DISK/]) assert.doesNotMatch(r.stdout, other);
+    for (const own of [/--frame-size/, /--level/, /--window-log/, /-o, --output/]) assert.match(r.stdout, own);
+  }
+  usage(await run('cosi-pack', ['reframe', 'in.cosi']), /^cosi-pack: error: missing -o OUT\.cosi \(see cosi-pack reframe --help\)$/);
+  usage(await run('cosi-pack', ['reframe', '-o', 'out.cosi']), /^cosi-pack: error: reframe takes one IN\.cosi, got 0 \(see cosi-pack reframe --help\)$/);
+  usage(await run('cosi-pack', ['reframe', 'a.cosi', 'b.cosi', '-o', 'out.cosi']), /reframe takes one IN\.cosi, got 2 \(see cosi-pack reframe --help\)$/);
+  usage(await run('cosi-pack', ['reframe', 'in.cosi', '-o', 'out.cosi', '--frame-sise', '1M']), /unknown option --frame-sise; did you mean --frame-size\? \(see cosi-pack reframe --help\)$/);
+});
+
+test('cosi-pack --id that is no UUID names the flag and the form it takes', async () => {
+  for (const id of ['bogus', '0f8fad5b-d9cb-469f-a165', '0f8fad5bd9cb469fa16570867728950e']) {
+    usage(await run('cosi-pack', ['disk.raw', '-o', 'x.cosi', '--id', id]), new RegExp(`^cosi-pack: error: --id must be a UUID \\(8-4-4-4-12 hex digits, e\\.g\\. [0-9a-f-]{36}\\), got "${id}" \\(see cosi-pack --help\\)$`));
+  }
+  usage(await run('cosi-pack', ['disk.raw', '-o', 'x.cosi', '--no-skippable', '--id', 'bogus']), /--id must be a UUID/);
 });
 
 test('a missing positional is one line with where to look', async () => {

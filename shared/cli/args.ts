@@ -22,8 +22,27 @@ export function usageError(message: string, name: CliName): CosiError {
   return new CosiError('COSI_ERR_USAGE', `${message} (see ${helpOf(name)})`);
 }
 
+/** The long name of a flag as typed (`-o` or `--output`). */
+function longName(raw: string, options: ParseArgsOptionsConfig): string {
+  if (raw.startsWith('--')) return raw;
+  const hit = Object.entries(options).find(([, o]) => o.short === raw.slice(1));
+  return hit ? `--${hit[0]}` : raw;
+}
+
+/**
+ * `--port -1`: parseArgs will not take a value that starts with '-' (it may be
+ * a forgotten value before the next flag); say what it got and how to pass it.
+ */
+function dashValue(raw: string, args: readonly string[], options: ParseArgsOptionsConfig, name: CliName): CosiError {
+  const i = args.findIndex((a, j) => a === raw && /^-./.test(args[j + 1] ?? ''));
+  const value = i >= 0 ? args[i + 1] : undefined;
+  const flag = longName(raw, options);
+  if (value === undefined) return usageError(`${flag} needs a value`, name);
+  return usageError(`${flag} needs a value; got ${JSON.stringify(value)}, which looks like a flag: write ${flag}=${value} if you mean it`, name);
+}
+
 /** parseArgs' error as one short line: the flag, what is wrong with it, and the flag meant when it is a typo. */
-function translate(err: unknown, options: ParseArgsOptionsConfig, name: CliName): CosiError {
+function translate(err: unknown, options: ParseArgsOptionsConfig, args: readonly string[], name: CliName): CosiError {
   const code = (err as { code?: string }).code;
   const msg = oneLine(err);
   const quoted = /'([^']+)'/.exec(msg)?.[1] ?? '';
@@ -45,6 +64,7 @@ function translate(err: unknown, options: ParseArgsOptionsConfig, name: CliName)
     const flag = /--[\w-]+/.exec(quoted)?.[0] ?? quoted;
     if (/argument missing/.test(msg)) return usageError(`${flag} needs a value`, name);
     if (/does not take an argument/.test(msg)) return usageError(`${flag} takes no value`, name);
+    if (/argument is ambiguous/.test(msg)) return dashValue(quoted, args, options, name);
   }
   if (code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') return usageError(`unexpected argument ${JSON.stringify(quoted)}`, name);
   return usageError(msg.replace(/\. To specify a positional.*$/, ''), name);
@@ -55,7 +75,7 @@ export function parseCli<T extends ParseArgsConfig>(config: T, name: CliName) {
   try {
     return parseArgs(config);
   } catch (err) {
-    throw translate(err, config.options ?? {}, name);
+    throw translate(err, config.options ?? {}, config.args ?? process.argv.slice(2), name);
   }
 }
 

@@ -53,6 +53,11 @@ export function sniff(head: Buffer): string {
   return 'not a COSI archive';
 }
 
+/** Bytes that are no COSI archive, in the words every reader uses (cosi-fetch, the server, cosi-pack validate). */
+export function notCosiFile(name: string, what: string): CosiError {
+  return new CosiError('COSI_ERR_NOT_COSI', `${name} is not a COSI file (${what}): it must start with ${COSI_MARKER}`);
+}
+
 export function hasMarker(head: Buffer): boolean {
   return head.length >= COSI_MARKER.length && head.toString('latin1', 0, COSI_MARKER.length) === COSI_MARKER;
 }
@@ -75,12 +80,12 @@ export async function openCosi(src: ByteSource, opts: OpenOptions = {}): Promise
   // A foreign writer may put a PAX header first (GNU tar --format=pax does); the
   // entry is still the marker, so read on and let validation flag the bytes.
   if (!startsLikeCosi(head)) {
-    throw new CosiError('COSI_ERR_NOT_COSI', `${src.name} is not a COSI file (${sniff(head)}): it must start with ${COSI_MARKER}`);
+    throw notCosiFile(src.name, sniff(head));
   }
   const first = await readTarIndex(src, { head, window: opts.window, stats, stopAfter: (_e, i) => i === 1 });
   const [marker, metadataEntry] = first.entries;
   if (!marker || marker.name !== COSI_MARKER || marker.type !== 'file') {
-    throw new CosiError('COSI_ERR_NOT_COSI', `${src.name}: first tar entry is ${marker?.name ?? 'missing'}, not ${COSI_MARKER}`);
+    throw notCosiFile(src.name, marker ? `a tar archive whose first entry is ${marker.name}` : 'a tar archive with no entries');
   }
   if (!metadataEntry || metadataEntry.name !== 'metadata.json') {
     throw new CosiError('COSI_ERR_NOT_COSI', `${src.name}: second tar entry must be metadata.json, found ${metadataEntry?.name ?? 'end of archive'}`);

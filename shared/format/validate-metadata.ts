@@ -7,7 +7,7 @@
 import { LATEST_MINOR, isObject, isSize, show, type Checker, type FilesystemRef, type ImageObj, type Obj, type RegionRef } from './validate-checker.js';
 
 const ESP_TYPE = 'c12a7328-f81f-11d2-ba4b-00a0c93ec93b';
-const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+export const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const SHA384_RE = /^[0-9a-f]{96}$/i;
 const ARCHES = new Set(['x86_64', 'amd64', 'x64', 'arm64', 'aarch64']);
 const ENTRY_TYPES = new Set(['uki-standalone', 'uki-config', 'config']);

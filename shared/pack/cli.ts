@@ -1,20 +1,19 @@
 #!/usr/bin/env node
-import { readFile, stat } from 'node:fs/promises';
-import { join } from 'node:path';
-import { CosiError } from '../errors.js';
-import { systemError } from '../errno.js';
+import { CosiError, isCosiError, oneLine } from '../errors.js';
 import { sniff, startsLikeCosi } from '../format/archive.js';
 import { checkImages, type DeepReport } from '../format/deep.js';
 import { FileSource } from '../transport/file-source.js';
 import { checkArchive } from '../format/check.js';
 import { commandTypo, intOption, parseCommand, sizeOption, usageError } from '../cli/args.js';
 import { runMain } from '../cli/run.js';
-import { MAX_METADATA_BYTES, METADATA_SIZE_OPTION, metadataTooLarge, parseMetadata, type Bootloader } from '../format/metadata.js';
+import { MAX_METADATA_BYTES, METADATA_SIZE_OPTION, metadataTooLarge, parseMetadata, type Bootloader, type CosiMetadata } from '../format/metadata.js';
 import { formatIssues, validateCosi, type ValidationResult } from '../format/validate.js';
 import { MIN_FRAME_SIZE } from '../zstd/index.js';
 import { packDisk } from './pack.js';
 import { reframe } from './reframe.js';
-import { readPackageFile } from './osinfo.js';
+import { readFlagFile, readPackageFile } from './osinfo.js';
+import { outputProblem } from './output.js';
+import { UUID_RE } from '../format/validate-metadata.js';
 
 const VALIDATE_USAGE = `usage: cosi-pack validate PATH [--deep] [--json] [--max-metadata-size N]
 
@@ -25,6 +24,22 @@ options:
   --deep                    also hash and decode every image and check its size (reads the whole file)
   --json                    the report as JSON
   --max-metadata-size N     refuse a larger metadata.json before reading it (default 4M)
+  -q, --quiet               no progress lines
+  -h, --help
+`;
+
+const REFRAME_USAGE = `usage: cosi-pack reframe IN.cosi -o OUT.cosi [--frame-size SIZE] [--level N] [--window-log N]
+
+Re-encodes every image of IN.cosi, checking its SHA-384 as it decodes, as independent zstd frames
+with a seek table (or as one frame again, without --frame-size), and writes OUT.cosi with fresh
+hashes; the rest of metadata.json is kept. Needs free space for the largest image, uncompressed.
+
+options:
+  -o, --output FILE         where to write the new COSI file (written to a temporary name, then renamed)
+  --frame-size SIZE         uncompressed bytes per frame (K, M, G; 64K to 1G); 64M is the recommended size
+                            (default: one frame per image)
+  --level N                 zstd level, 1-22 (default 9)
+  --window-log N            zstd window log, 10-31 (default 27)
   -q, --quiet               no progress lines
   -h, --help
 `;
@@ -48,7 +63,7 @@ options:
                             bytes (K, M, G; 64K to 1G) ending in a seek table (zstd's seekable format),
                             for parallel decode and resume; 64M is the recommended size (default: one frame)
   --no-skippable            do not put the COSI id in a skippable frame before each image
-  --id UUID                 the COSI id (default: random)
+  --id UUID                 the COSI id, 8-4-4-4-12 hex digits (default: random)
   -q, --quiet               no progress lines
   -h, --help
 
@@ -57,6 +72,9 @@ validate options (see cosi-pack validate --help):
   --json                    the report as JSON
   --max-metadata-size N     refuse a larger metadata.json before reading it (default 4M)
 `;
+
+/** The summary's note when the output path held a file. */
+const REPLACED = '; replaced the file that was there';
 
 /** cosi-pack's own flags; -q and -h come with parseCommand. */
 const FLAGS = {
@@ -99,6 +117,16 @@ function looksLikeJson(head: Buffer): boolean {
   return /^(\uFEFF)?\s*\{/.test(head.toString('utf8'));
 }
 
+/** A JSON file given to validate that cannot be read as a metadata.json (a package.json, say) is no COSI file either: say both. */
+function parseJsonArgument(path: string, bytes: Buffer, maxMetadataBytes: number): CosiMetadata {
+  try {
+    return parseMetadata(bytes, maxMetadataBytes);
+  } catch (err) {
+    if (!isCosiError(err, 'COSI_ERR_METADATA')) throw err;
+    throw new CosiError('COSI_ERR_NOT_COSI', `${path} is not a COSI archive nor a valid COSI metadata.json (${err.message}): give a .cosi file or the metadata.json of one`, { cause: err });
+  }
+}
+
 async function validate(args: string[]): Promise<number> {
   const name = { prog: 'cosi-pack', command: 'validate' };
   const parsed = parseCommand(args, VALIDATE_FLAGS, VALIDATE_USAGE, name);
@@ -132,7 +160,7 @@ async function validate(args: string[]): Promise<number> {
       const size = await src.size();
       if (size > maxMetadataBytes) throw metadataTooLarge(`${path}: `, size, maxMetadataBytes);
       checks.push('metadata');
-      result = validateCosi({ metadata: parseMetadata(await src.read(0, size), maxMetadataBytes) });
+      result = validateCosi({ metadata: parseJsonArgument(path, await src.read(0, size), maxMetadataBytes) });
     }
   } catch (err) {
     // --json promises JSON on stdout: a file that cannot be checked at all is an invalid report, not a bare error.
@@ -155,10 +183,6 @@ async function validate(args: string[]): Promise<number> {
   return result.valid ? 0 : 5;
 }
 
-async function isDirectory(path: string): Promise<boolean> {
-  return stat(path).then((st) => st.isDirectory(), () => false);
-}
-
 async function pack(args: string[]): Promise<number> {
   const name = { prog: 'cosi-pack' };
   const parsed = parseCommand(args, FLAGS, USAGE, name);
@@ -169,7 +193,11 @@ async function pack(args: string[]): Promise<number> {
   const disk = positionals[0];
   if (!disk || positionals.length > 1) throw usageError(`expected one DISK image, got ${positionals.length}`, name);
   if (!values.output) throw usageError('missing -o IMAGE.cosi', name);
-  if (await isDirectory(values.output)) throw usageError(`-o ${values.output} is a directory; give the file to write, e.g. -o ${join(values.output, 'image.cosi')}`, name);
+  const problem = await outputProblem(values.output, disk, 'DISK');
+  if (problem) throw usageError(problem, name);
+  if (values.id !== undefined && !UUID_RE.test(values.id)) {
+    throw usageError(`--id must be a UUID (8-4-4-4-12 hex digits, e.g. 0f8fad5b-d9cb-469f-a165-70867728950e), got ${JSON.stringify(values.id)}`, name);
+  }
   const mounts: Record<string, string> = {};
   for (const m of values.mount ?? []) {
     const eq = m.indexOf('=');
@@ -182,20 +210,15 @@ async function pack(args: string[]): Promise<number> {
   if (values.bootloader === 'grub') bootloader = { type: 'grub' };
   else if (values.bootloader === 'systemd-boot') throw new CosiError('COSI_ERR_USAGE', '--bootloader systemd-boot needs its entries: give a JSON file with the whole bootloader object');
   else if (values.bootloader !== undefined) {
+    const takes = "give 'grub' or a JSON file holding the whole bootloader object";
+    const text = await readFlagFile('--bootloader', values.bootloader, takes);
     try {
-      bootloader = JSON.parse(await readFile(values.bootloader, 'utf8')) as Bootloader;
+      bootloader = JSON.parse(text) as Bootloader;
     } catch (err) {
-      throw new CosiError('COSI_ERR_USAGE', `--bootloader ${values.bootloader}: not 'grub' nor a readable JSON file (${(err as Error).message})`);
+      throw new CosiError('COSI_ERR_USAGE', `--bootloader ${values.bootloader}: not valid JSON (${oneLine(err)}); ${takes}`);
     }
   }
-  let osRelease: string | undefined;
-  if (values['os-release'] !== undefined) {
-    try {
-      osRelease = await readFile(values['os-release'], 'utf8');
-    } catch (err) {
-      throw systemError(`--os-release ${values['os-release']}`, err, { code: 'COSI_ERR_USAGE' });
-    }
-  }
+  const osRelease = values['os-release'] === undefined ? undefined : await readFlagFile('--os-release', values['os-release']);
   const log = values.quiet ? undefined : (line: string) => process.stderr.write(`cosi-pack: ${line}\n`);
   const res = await packDisk({
     disk,
@@ -217,7 +240,7 @@ async function pack(args: string[]): Promise<number> {
   // The writer must never emit something our own validator rejects.
   const check = validateCosi({ metadata: res.metadata });
   if (!check.valid) throw new CosiError('COSI_ERR_INTERNAL', `packed metadata failed validation: ${formatIssues(check)[0]}`);
-  log?.(`wrote ${res.output} (${res.size} bytes, ${res.regions.length} regions${res.replaced ? '; replaced the file that was there' : ''})`);
+  log?.(`wrote ${res.output} (${res.size} bytes, ${res.regions.length} regions${res.replaced ? REPLACED : ''})`);
   return 0;
 }
 
@@ -226,12 +249,15 @@ function frameSizeOption(value: string | undefined): number | undefined {
 }
 
 async function reframeCommand(args: string[]): Promise<number> {
-  const parsed = parseCommand(args, REFRAME_FLAGS, USAGE, { prog: 'cosi-pack', command: 'reframe' });
+  const name = { prog: 'cosi-pack', command: 'reframe' };
+  const parsed = parseCommand(args, REFRAME_FLAGS, REFRAME_USAGE, name);
   if (!parsed) return 0;
   const { values, positionals } = parsed;
   const input = positionals[0];
-  if (!input || positionals.length > 1) throw new CosiError('COSI_ERR_USAGE', 'reframe takes one IN.cosi (see cosi-pack --help)');
-  if (!values.output) throw new CosiError('COSI_ERR_USAGE', 'missing -o OUT.cosi');
+  if (!input || positionals.length > 1) throw usageError(`reframe takes one IN.cosi, got ${positionals.length}`, name);
+  if (!values.output) throw usageError('missing -o OUT.cosi', name);
+  const problem = await outputProblem(values.output, input, 'IN.cosi');
+  if (problem) throw usageError(problem, name);
   const log = values.quiet ? undefined : (line: string) => process.stderr.write(`cosi-pack: ${line}\n`);
   const res = await reframe({
     input,
@@ -241,7 +267,7 @@ async function reframeCommand(args: string[]): Promise<number> {
     windowLog: intOption('window-log', values['window-log'], 10, 31),
     log,
   });
-  log?.(`wrote ${values.output} (${res.size} bytes, ${res.images} images)`);
+  log?.(`wrote ${values.output} (${res.size} bytes, ${res.images} images${res.replaced ? REPLACED : ''})`);
   return 0;
 }
 

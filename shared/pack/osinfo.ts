@@ -45,14 +45,21 @@ export function parsePackageList(text: string, source = 'package list'): OsPacka
   return out;
 }
 
-export async function readPackageFile(path: string): Promise<OsPackage[]> {
-  let text: string;
+/**
+ * The text of a file named by a flag (--packages FILE); a missing or
+ * unreadable one is a usage mistake naming the flag, with `hint` (what the
+ * flag takes) in place of the generic one when given.
+ */
+export async function readFlagFile(flag: string, path: string, hint?: string): Promise<string> {
   try {
-    text = await readFile(path, 'utf8');
+    return await readFile(path, 'utf8');
   } catch (err) {
-    throw systemError(`--packages ${path}`, err, { code: 'COSI_ERR_USAGE' });
+    throw systemError(`${flag} ${path}`, err, { code: 'COSI_ERR_USAGE', hint });
   }
-  return parsePackageList(text, path);
+}
+
+export async function readPackageFile(path: string): Promise<OsPackage[]> {
+  return parsePackageList(await readFlagFile('--packages', path), path);
 }
 
 /**

@@ -8,16 +8,15 @@
  * the compressed size before the data), then the archive is written in one
  * pass to a temporary name and renamed, so a reader never sees half a file.
  */
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { execFile } from 'node:child_process';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdtemp, open, rename, rm, stat, truncate } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { open, rm, stat, truncate } from 'node:fs/promises';
+import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import tar from 'tar-stream';
 import { CosiError } from '../errors.js';
-import { systemError } from '../errno.js';
 import { FileSource } from '../transport/file-source.js';
 import { dpsTypeByGuid } from '../disk/dps.js';
 import { coversPartition, detectFilesystem, type FsInfo } from '../disk/fsdetect.js';
@@ -25,6 +24,7 @@ import { parseGpt, primaryGptRegionSize, type Gpt, type GptPartition } from '../
 import { normalizeArch, type Bootloader, type CosiMetadata, type Filesystem, type GptDiskRegion, type ImageFile, type OsPackage } from '../format/metadata.js';
 import { compressFile } from '../zstd/index.js';
 import { readExtFile } from './osinfo.js';
+import { partialPathFor, renameInto, workDirFor } from './output.js';
 
 const run = promisify(execFile);
 
@@ -167,11 +167,8 @@ export async function packDisk(opts: PackOptions): Promise<PackResult> {
   const idBytes = Buffer.from(id.replace(/-/g, ''), 'hex');
   const level = opts.level ?? DEFAULT_LEVEL;
   const windowLog = opts.windowLog ?? DEFAULT_WINDOW_LOG;
-  const outDir = dirname(opts.output);
-  const work = await mkdtemp(join(outDir, `.${basename(opts.output)}.pack-`)).catch((err: unknown) => {
-    throw systemError(`cannot write ${opts.output}`, err, { writing: true, dir: outDir });
-  });
-  const tmpOut = join(outDir, `.${basename(opts.output)}.${randomBytes(4).toString('hex')}.partial`);
+  const work = await workDirFor(opts.output, 'pack');
+  const tmpOut = partialPathFor(opts.output);
   const src = new FileSource(opts.disk);
   try {
     const regions: PackedRegion[] = [];
@@ -272,8 +269,7 @@ export async function packDisk(opts: PackOptions): Promise<PackResult> {
     const metadataBytes = Buffer.from(JSON.stringify(metadata, null, 2) + '\n');
 
     await writeArchive(tmpOut, metadataBytes, regions.map((r) => ({ name: r.path, file: files.get(r.path)!, size: r.image.compressedSize })));
-    const replaced = await stat(opts.output).then((st) => st.isFile(), () => false);
-    await rename(tmpOut, opts.output);
+    const replaced = await renameInto(tmpOut, opts.output);
     const { size } = await stat(opts.output);
     return { output: opts.output, metadata, regions, size, replaced };
   } catch (err) {

@@ -9,16 +9,16 @@
  * encoder reads frames from a file), so the extra disk space is the largest
  * uncompressed image; written to a temporary name and renamed, as pack does.
  */
-import { randomBytes } from 'node:crypto';
-import { mkdtemp, open, rename, rm, stat } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
-import { CosiError, isCosiError } from '../errors.js';
+import { open, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { systemError } from '../errno.js';
 import { FileSource } from '../transport/file-source.js';
 import { checkArchive, entryFor, refuseInvalid, windowLogOf } from '../format/check.js';
 import { decodeImage } from '../format/deep.js';
 import { allImageFiles, type CosiMetadata, type ImageFile } from '../format/metadata.js';
 import { compressFile } from '../zstd/index.js';
 import { writeArchive } from './pack.js';
+import { partialPathFor, renameInto, workDirFor } from './output.js';
 
 export interface ReframeOptions {
   input: string;
@@ -34,6 +34,8 @@ export interface ReframeResult {
   metadata: CosiMetadata;
   size: number;
   images: number;
+  /** An existing file at `output` was replaced (the same rule as pack's). */
+  replaced: boolean;
 }
 
 const PRIMARY_GPT = 'primary-gpt';
@@ -41,9 +43,8 @@ const PRIMARY_GPT = 'primary-gpt';
 export async function reframe(opts: ReframeOptions): Promise<ReframeResult> {
   const log = opts.log ?? (() => {});
   const src = new FileSource(opts.input);
-  const outDir = dirname(opts.output);
-  const work = await mkdtemp(join(outDir, `.${basename(opts.output)}.reframe-`));
-  const tmpOut = join(outDir, `.${basename(opts.output)}.${randomBytes(4).toString('hex')}.partial`);
+  const work = await workDirFor(opts.output, 'reframe');
+  const tmpOut = partialPathFor(opts.output);
   try {
     const check = await checkArchive(src);
     refuseInvalid(opts.input, check.result, check.gptFailure);
@@ -79,12 +80,11 @@ export async function reframe(opts: ReframeOptions): Promise<ReframeResult> {
     const ordered = archive.index.entries.filter((e) => fresh.has(e.name)).map((e) => fresh.get(e.name)!);
     const bytes = Buffer.from(JSON.stringify(metadata, null, 2) + '\n');
     await writeArchive(tmpOut, bytes, ordered.map((f) => ({ name: f.image.path, file: f.file, size: f.image.compressedSize })));
-    await rename(tmpOut, opts.output);
-    return { metadata, size: (await stat(opts.output)).size, images: fresh.size };
+    const replaced = await renameInto(tmpOut, opts.output);
+    return { metadata, size: (await stat(opts.output)).size, images: fresh.size, replaced };
   } catch (err) {
     await rm(tmpOut, { force: true });
-    if (isCosiError(err)) throw err;
-    throw new CosiError('COSI_ERR_IO', `reframe ${opts.input}: ${(err as Error).message}`, { cause: err });
+    throw systemError(`cannot reframe ${opts.input} into ${opts.output}`, err);
   } finally {
     await src.close();
     await rm(work, { recursive: true, force: true });
