@@ -216,7 +216,7 @@ describe('cosi-pack', () => {
     await writeFile(html, '<!DOCTYPE html><html><body>Not found</body></html>');
     const r2 = await runPack(['validate', html]);
     assert.equal(r2.code, 5);
-    assert.match(r2.stderr, /^cosi-pack: error: metadata\.json is not valid JSON.*\n$/);
+    assert.match(r2.stderr, /^cosi-pack: error: .*page\.json is not a COSI archive nor a valid COSI metadata\.json \(an HTML page\): give a \.cosi file or the metadata\.json of one\n$/);
   });
 
   test('bad input: not a GPT disk, missing disk, bad flags; no output left behind', async () => {

@@ -117,13 +117,19 @@ function looksLikeJson(head: Buffer): boolean {
   return /^(\uFEFF)?\s*\{/.test(head.toString('utf8'));
 }
 
-/** A JSON file given to validate that cannot be read as a metadata.json (a package.json, say) is no COSI file either: say both. */
+/**
+ * A file given to validate as a metadata.json that is none (a package.json, an
+ * HTML page named *.json) is no COSI file either: say both, and what it looks
+ * like when that is known, else why it is no metadata.json.
+ */
 function parseJsonArgument(path: string, bytes: Buffer, maxMetadataBytes: number): CosiMetadata {
   try {
     return parseMetadata(bytes, maxMetadataBytes);
   } catch (err) {
     if (!isCosiError(err, 'COSI_ERR_METADATA')) throw err;
-    throw new CosiError('COSI_ERR_NOT_COSI', `${path} is not a COSI archive nor a valid COSI metadata.json (${err.message}): give a .cosi file or the metadata.json of one`, { cause: err });
+    const kind = sniff(bytes);
+    const why = kind === 'not a COSI archive' || kind === 'a JSON document' ? err.message : kind;
+    throw new CosiError('COSI_ERR_NOT_COSI', `${path} is not a COSI archive nor a valid COSI metadata.json (${why}): give a .cosi file or the metadata.json of one`, { cause: err });
   }
 }
 
