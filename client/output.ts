@@ -13,7 +13,7 @@ import { basename, dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { CosiError } from '../shared/errors.js';
 import { WriteBehind } from './write-behind.js';
-import { systemError } from '../shared/errno.js';
+import { missingDirectory, systemError } from '../shared/errno.js';
 
 const run = promisify(execFile);
 
@@ -99,6 +99,10 @@ async function statOrUndefined(path: string) {
 
 export async function isBlockDevice(path: string): Promise<boolean> {
   return (await statOrUndefined(path))?.isBlockDevice() ?? false;
+}
+
+export async function pathExists(path: string): Promise<boolean> {
+  return (await statOrUndefined(path)) !== undefined;
 }
 
 export async function isDirectory(path: string): Promise<boolean> {
@@ -237,7 +241,7 @@ export async function openTarget(path: string, opts: OpenTargetOptions): Promise
   }
   if (st && !st.isFile()) throw new CosiError('COSI_ERR_USAGE', `${path} is neither a regular file nor a block device`);
   // 'out/' names a directory: without this, the rename onto it would fail only after the whole download.
-  if (!st && path.endsWith('/')) throw new CosiError('COSI_ERR_USAGE', `${path}: no such directory`);
+  if (!st && path.endsWith('/')) throw missingDirectory(`cannot write into ${path}`, path.replace(/(.)\/+$/, '$1'));
   const tmp = join(dirname(path), `.${basename(path)}.cosi-fetch-${randomBytes(4).toString('hex')}.tmp`);
   let fh: FileHandle;
   // Known before it exists: an interrupt from here on removes it.

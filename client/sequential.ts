@@ -71,7 +71,17 @@ function drainedOrClosed(extract: tar.Extract): Promise<void> {
   });
 }
 
-async function feed(body: Readable, extract: tar.Extract, start: { marker: boolean }): Promise<void> {
+/** What a body that is no COSI file is, for people: sniff's kind, or text or data, and the Content-Type. */
+function answerKind(head: Buffer, contentType: string | undefined): string {
+  let kind = sniff(head);
+  if (kind === 'not a COSI archive') {
+    const text = head.subarray(0, 512).toString('utf8');
+    kind = /^[\t\n\r\x20-\x7e\u00a0-\uffff]*$/.test(text) && !text.includes('\ufffd') ? 'text' : 'data that is no archive';
+  }
+  return contentType ? `${kind} (${contentType})` : kind;
+}
+
+async function feed(body: Readable, extract: tar.Extract, start: { marker: boolean }, answer: { url: string; contentType?: string }): Promise<void> {
   let first = true;
   for await (const chunk of body) {
     const b = chunk as Buffer;
@@ -79,7 +89,8 @@ async function feed(body: Readable, extract: tar.Extract, start: { marker: boole
       first = false;
       start.marker = hasMarker(b);
       if (!startsLikeCosi(b)) {
-        throw new CosiError('COSI_ERR_NOT_COSI', `not a COSI file (${sniff(b)})`);
+        // Said before any "no Range support" warning: the URL is wrong, not the server.
+        throw new CosiError('COSI_ERR_NOT_COSI', `GET ${answer.url}: answered with ${answerKind(b, answer.contentType)}, not a COSI file`, { details: { contentType: answer.contentType } });
       }
     }
     if (!extract.write(b)) await drainedOrClosed(extract);
@@ -114,10 +125,10 @@ export async function sequentialPass(src: HttpSource, handlers: SequentialHandle
   const entries: TarEntry[] = [];
   // Loaded here: only a server without Range support needs it (20 ms of every start otherwise).
   const { default: tarStream } = await import('tar-stream');
-  const { body } = await src.openFull();
+  const { body, url, contentType } = await src.openFull();
   const extract = tarStream.extract();
   const start = { marker: false };
-  const feeding = feed(body, extract, start).catch((err: unknown) => {
+  const feeding = feed(body, extract, start, { url, contentType }).catch((err: unknown) => {
     extract.destroy(err as Error);
     throw err;
   });

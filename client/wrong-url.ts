@@ -43,11 +43,44 @@ function fromJson(text: string, base: string): string | undefined {
   if (typeof o.rawUrl === 'string') {
     return `it is cosi-server's record of image ${JSON.stringify(o.id ?? '')}; the image itself is at ${new URL(o.rawUrl, base).href}`;
   }
-  if (Array.isArray(o.images)) {
-    const files = o.images.flatMap((i: { rawUrl?: unknown }) => (typeof i?.rawUrl === 'string' ? [new URL(i.rawUrl, base).href] : []));
-    if (files.length > 0) return `it is cosi-server's catalog of ${o.images.length} image(s); give one image's file URL, e.g. ${files[0]}`;
+  const files = catalogFiles(o, base);
+  if (files) return `it is cosi-server's catalog of ${files.count} image(s); give one image's file URL, e.g. ${files.first}`;
+  return undefined;
+}
+
+/** cosi-server's list (`/v1/images`): how many images, and the first one's file URL. */
+function catalogFiles(doc: { images?: unknown }, base: string): { count: number; first: string } | undefined {
+  if (!Array.isArray(doc.images)) return undefined;
+  const files = doc.images.flatMap((i: { rawUrl?: unknown }) => (typeof i?.rawUrl === 'string' ? [new URL(i.rawUrl, base).href] : []));
+  return files.length > 0 ? { count: doc.images.length, first: files[0]! } : undefined;
+}
+
+/** Which of cosi-server's other endpoints answered, by its text: /metrics, /healthz, /openapi.json. */
+function serverEndpoint(text: string): string | undefined {
+  if (/^# (HELP|TYPE) cosi_/m.test(text)) return "cosi-server's Prometheus metrics";
+  try {
+    const o = JSON.parse(text) as { status?: unknown; images?: unknown; openapi?: unknown; info?: { title?: unknown } };
+    if (typeof o.status === 'string' && typeof o.images === 'number') return "cosi-server's health check";
+    if (typeof o.openapi === 'string' && typeof o.info?.title === 'string' && /cosi/i.test(o.info.title)) return "cosi-server's API description";
+  } catch {
+    // Not JSON.
   }
   return undefined;
+}
+
+/** For an answer from another cosi-server endpoint: which image URL to use, from the server's own list. */
+async function fromServerEndpoint(text: string, url: string, opts: HttpSourceOptions): Promise<string | undefined> {
+  const endpoint = serverEndpoint(text);
+  if (!endpoint) return undefined;
+  const listUrl = new URL('/v1/images', url).href;
+  const list = await readPage(listUrl, opts);
+  let files: ReturnType<typeof catalogFiles>;
+  try {
+    files = list === undefined ? undefined : catalogFiles(JSON.parse(list) as { images?: unknown }, url);
+  } catch {
+    files = undefined;
+  }
+  return `it is ${endpoint}, not an image; ${files ? `give one image's file URL, e.g. ${files.first}` : `the server lists its images at ${listUrl}`}`;
 }
 
 /** The .cosi files a page links (href, or URLs in its copyable commands), absolute and unique. */
@@ -90,6 +123,7 @@ export async function explainWrongUrl(url: string, err: unknown, opts: HttpSourc
     const where = record === undefined ? undefined : fromJson(record, url)?.replace(/^.*; the image itself is at /, '');
     hint = `it is a COSI metadata.json, not the archive${where ? `; the archive is at ${where}` : ''}`;
   }
+  hint ??= await fromServerEndpoint(trimmed, url, opts);
   if (!hint) return err;
   return new CosiError('COSI_ERR_NOT_COSI', `${err.message}; ${hint}`, { cause: err, details: err.details });
 }

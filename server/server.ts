@@ -3,7 +3,6 @@
  * timeouts, and graceful shutdown. `startServer` is what the CLI runs and
  * what tests start in-process.
  */
-import { readFile } from 'node:fs/promises';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
@@ -26,7 +25,7 @@ import { checkNetbootDir } from './netboot.js';
 import { RemoteCatalog } from './catalog/remote.js';
 import { ensureSampleCatalog } from './catalog/sample.js';
 import { listenError } from './listen-error.js';
-import { systemError } from '../shared/errno.js';
+import { loadTlsFiles } from './tls-files.js';
 
 export type LogSink = (line: Record<string, unknown>) => void;
 
@@ -155,10 +154,7 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
   const timeouts = { headersTimeout: Math.min(config.headersTimeoutMs, config.requestTimeoutMs), requestTimeout: config.requestTimeoutMs, keepAliveTimeout: 5000 };
   let server: Server;
   if (config.tlsCert && config.tlsKey) {
-    const read = (flag: string, path: string) => readFile(path).catch((err: unknown) => {
-      throw systemError(`${flag} ${path}`, err, { code: 'COSI_ERR_USAGE' });
-    });
-    const [cert, key] = await Promise.all([read('--tls-cert', config.tlsCert), read('--tls-key', config.tlsKey)]).catch((err: unknown) => {
+    const { cert, key } = await loadTlsFiles(config.tlsCert, config.tlsKey).catch((err: unknown) => {
       void catalog.close();
       throw err;
     });

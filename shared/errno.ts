@@ -4,6 +4,7 @@
  * command lines: no bare `ENOENT` or library text reaches a user. Imports
  * errors.ts only.
  */
+import { statSync } from 'node:fs';
 import { CosiError, type ErrorCode } from './errors.js';
 
 interface Entry {
@@ -108,8 +109,27 @@ export function systemError(what: string, err: unknown, ctx: SystemErrorContext 
   let text = entry?.text ?? describeSystemError(err);
   let hint = ctx.hint ?? entry?.hint;
   if (code === 'ENOENT' && ctx.writing && ctx.dir !== undefined) {
-    text = `the directory ${ctx.dir} does not exist`;
-    hint = `create it first (mkdir -p ${ctx.dir})`;
+    // Usually the directory is missing; but /proc, /sys and the like exist and answer ENOENT to a create.
+    if (!exists(ctx.dir)) return missingDirectory(what, ctx.dir, { cause: err, code: ctx.code });
+    text = `the directory ${ctx.dir} exists, but its file system does not let files be created there`;
+    hint = 'write the output elsewhere';
   }
   return new CosiError(ctx.code ?? entry?.code ?? 'COSI_ERR_IO', `${what}: ${text}${hint ? `; ${hint}` : ''}`, { cause: err, details: code ? { errno: code } : undefined });
+}
+
+function exists(path: string): boolean {
+  try {
+    statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * `what: the directory DIR does not exist; create it first (mkdir -p DIR)`,
+ * an io error: the one wording for every output whose directory is missing.
+ */
+export function missingDirectory(what: string, dir: string, opts: { cause?: unknown; code?: ErrorCode } = {}): CosiError {
+  return new CosiError(opts.code ?? 'COSI_ERR_IO', `${what}: the directory ${dir} does not exist; create it first (mkdir -p ${dir})`, { cause: opts.cause, details: { errno: 'ENOENT' } });
 }

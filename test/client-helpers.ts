@@ -94,6 +94,15 @@ export async function pyTar(out: string, members: Array<{ name: string; file: st
   await sh('python3', ['-c', py, out, ...members.flatMap((m) => [m.name, m.file])]);
 }
 
+/** One error line of `prog`, matching `re`, exit `code`, and no errno word or Node/OpenSSL wording anywhere. */
+export function failsWith(r: CliResult, prog: string, code: number, re: RegExp): void {
+  assert.equal(r.code, code, r.stderr);
+  const errors = r.stderr.split('\n').filter((l) => l.startsWith(`${prog}: error:`));
+  assert.equal(errors.length, 1, r.stderr);
+  assert.match(errors[0]!, re);
+  assert.doesNotMatch(r.stderr, /\bE[A-Z]{3,}\b|illegal operation|ERR_|SSL routines|PEM routines|\.c:\d+/, r.stderr);
+}
+
 /** The last line of stderr that cosi-fetch wrote as an error. */
 export function errorLine(r: CliResult): string {
   return r.stderr.split('\n').filter((l) => l.startsWith('cosi-fetch: error:')).join('\n');

@@ -165,16 +165,13 @@ describe('README set-up', () => {
     const blocks = shellBlocks(readFileSync(join(REPO, 'README.md'), 'utf8'), 'Quick start');
     assert.equal(blocks.length, 2, 'Quick start holds two shell blocks: the quick start and the publishing example');
     assert.match(blocks[0]!, /cosi-server --port 8080 &/);
-    assert.match(blocks[1]!, /cosi-pack disk\.raw/);
+    assert.match(blocks[1]!, /cosi-pack disk\.img/);
     const r0 = await install();
     assert.equal(r0.code, 0, `npm install -g . failed: ${r0.stderr}`);
 
-    // What the publishing example takes as given: a raw GPT disk and its package list.
+    // An empty directory: the publishing example packs the disk the quick start fetched, nothing else.
     const work = join(tmp, 'work');
     await mkdir(work);
-    const fx = await packedDisk(SMALL);
-    await sh('cp', ['--sparse=always', fx.disk, join(work, 'disk.raw')]);
-    await writeFile(join(work, 'packages.txt'), 'bash 5.2.15 1.fx1 x86_64\nfixture-release 1.0 1 noarch\n');
 
     // The only change to the text: another port than 8080, which may be taken on a shared machine.
     const port = await freePort();
@@ -193,7 +190,7 @@ describe('README set-up', () => {
     assert.ok((await stat(join(env['HOME']!, '.cache', 'cosi-stream', 'sample'))).isDirectory(), 'the sample catalog is under ~/.cache');
     // Publishing: packed, valid, served and inspected by name.
     assert.match(r.stdout, /valid COSI 1\.2/);
-    assert.match(r.stdout, /OS: Fixture Linux 1\.0/);
+    assert.equal(r.stdout.match(/OS: Demo Linux/g)?.length, 2, 'both inspects name the sample disk\'s OS: the sample, then myos-1.0 packed from its disk');
     assert.match(r.stdout, /root\s+\/\s+ext4/);
     await stat(join(work, 'catalog', 'myos-1.0.cosi'));
     // Both servers were stopped by the script itself (`kill $! && wait $!`), so the port is free.

@@ -9,11 +9,13 @@ import { listPartitions, type PartitionInfo } from '../../shared/format/metadata
 import { selectPartition } from '../../shared/format/select.js';
 import { refuseUnhashed } from '../../shared/format/check.js';
 import { pool } from '../image.js';
-import { abortTarget, commitTarget, isDirectory, openTarget, type Target } from '../output.js';
+import { abortTarget, commitTarget, isDirectory, openTarget, pathExists, type Target } from '../output.js';
+import { missingDirectory } from '../../shared/errno.js';
 import { RangeWriter } from '../range-writer.js';
 import { writePartitionResumable } from '../resume.js';
 import { defaultFileName, labelOf, writeDisk, writePartition, type PartitionResult } from '../write.js';
 import { orWithoutRange, withWholeArchive } from './no-range.js';
+import { refuseSourceAsOutput } from './self-output.js';
 import { PROG, type Common, type WriteChoices } from './options.js';
 import { human, openImage, print, summaryBase, unverifiedNote } from './report.js';
 
@@ -24,7 +26,11 @@ async function outputPaths(parts: PartitionInfo[], all: PartitionInfo[], output:
     const names = parts.map((p) => defaultFileName(p, all));
     return names.map((n) => join(dir, n));
   }
-  if (parts.length > 1) throw new CosiError('COSI_ERR_USAGE', `several partitions need -o DIR (an existing directory); ${output} is not one`);
+  if (parts.length > 1) {
+    // The same rule as for -o DIR/FILE: a missing directory is an io error with the command that makes it.
+    if (!(await pathExists(output!))) throw missingDirectory(`cannot write ${parts.length} partitions into ${output}`, output!.replace(/(.)\/+$/, '$1'));
+    throw new CosiError('COSI_ERR_USAGE', `several partitions need -o DIR (an existing directory); ${output} is not one`);
+  }
   return [output!];
 }
 
@@ -39,6 +45,7 @@ function uniqueSelection(parts: PartitionInfo[], selectors: string[]): Partition
 
 export async function fetchPartitions(url: string, selectors: string[], output: string | undefined, v: WriteChoices, c: Common): Promise<void> {
   const started = Date.now();
+  await refuseSourceAsOutput(url, output === undefined ? [] : [output]);
   const img = await orWithoutRange(
     () => openImage(url, c),
     async () => void (await sequentialFetch(url, selectors, output, v, c, started)),
@@ -49,6 +56,8 @@ export async function fetchPartitions(url: string, selectors: string[], output: 
     // Before any output is opened: an image no hash vouches for needs --allow-unverified.
     img.refuseUnverified(chosen.map((p) => p.image));
     const outs = await outputPaths(chosen, img.partitions, output);
+    // Default names in -o DIR too: the archive may sit there under one of them.
+    await refuseSourceAsOutput(url, outs);
     if (v.resume && (v.grow || v.verifyAfter)) throw new CosiError('COSI_ERR_USAGE', '--resume does not combine with --grow or --verify-after');
     const write = v.resume ? writePartitionResumable : writePartition;
     const results = await pool(chosen, c.jobs, (p, i) => write(img, p, outs[i]!, { ...v, progress: c.progress, warn: c.warn, syncWrites: true }), img.decodeBudget(c.jobsGiven));
@@ -78,10 +87,12 @@ function report(results: PartitionResult[], metadataSha384: string, base: Return
 
 /** No Range: one pass over the whole archive, taking the partitions as they pass. */
 async function sequentialFetch(url: string, selectors: string[], output: string | undefined, v: WriteChoices, c: Common, started: number): Promise<void> {
-  c.warn(`${url}: the server does not support Range requests; downloading the whole archive to take ${selectors.length === 1 ? 'one partition' : 'the partitions'} from it and check its tar index (more bandwidth than needed)`);
-  if (v.grow || v.verifyAfter) c.warn('--grow and --verify-after are not available without Range support; skipped');
-  if (v.resume) c.warn('--resume needs Range support to continue; an interrupted fetch from this server starts over');
-  await withWholeArchive(url, c.open, async (src, pass) => {
+  const noRange = (): void => {
+    c.warn(`${url}: the server does not support Range requests; downloading the whole archive to take ${selectors.length === 1 ? 'one partition' : 'the partitions'} from it and check its tar index (more bandwidth than needed)`);
+    if (v.grow || v.verifyAfter) c.warn('--grow and --verify-after are not available without Range support; skipped');
+    if (v.resume) c.warn('--resume needs Range support to continue; an interrupted fetch from this server starts over');
+  };
+  await withWholeArchive(url, c.open, noRange, async (src, pass) => {
     const targets = new Map<string, { t: Target; w: RangeWriter; p: PartitionInfo }>();
     let chosen: PartitionInfo[] = [];
     let outs: string[] = [];
@@ -140,11 +151,15 @@ async function sequentialFetch(url: string, selectors: string[], output: string 
 export async function fetchDisk(url: string, output: string | undefined, v: WriteChoices, c: Common): Promise<void> {
   if (v.resume) throw new CosiError('COSI_ERR_USAGE', '--resume works with --partition (to regular files), not --disk');
   if (!output) throw new CosiError('COSI_ERR_USAGE', '--disk needs -o FILE or -o DEVICE');
+  await refuseSourceAsOutput(url, [output]);
   const started = Date.now();
   const img = await orWithoutRange(
     () => openImage(url, c),
-    async () => {
-      throw new CosiError('COSI_ERR_RANGE_UNSUPPORTED', `${url}: the server does not support Range requests, which --disk needs; fetch partitions one by one instead`);
+    async (): Promise<never> => {
+      const noRange = new CosiError('COSI_ERR_RANGE_UNSUPPORTED', `${url}: the server does not support Range requests, which --disk needs; fetch partitions one by one instead`);
+      // Said only of a COSI archive: the pass stops at its metadata, and a page or /metrics is named as what it is.
+      await withWholeArchive(url, c.open, () => undefined, (_src, pass) => pass({ onMetadata: () => { throw noRange; }, sinkFor: () => undefined }));
+      throw noRange;
     },
   );
   try {

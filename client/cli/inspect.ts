@@ -55,11 +55,11 @@ async function rangedView(url: string, c: Common): Promise<{ view: View; stats: 
 }
 
 async function sequentialView(url: string, c: Common): Promise<{ view: View; stats: TransferStats }> {
-  c.warn(`${url}: the server does not support Range requests; reading the archive from the start (its metadata and GPT are checked, not its tar index)`);
   let meta: CosiMetadata | undefined;
   let sha = '';
   let gpt: Gpt | undefined;
-  const stats = await withWholeArchive(url, c.open, async (src, pass) => {
+  const noRange = () => c.warn(`${url}: the server does not support Range requests; reading the archive from the start (its metadata and GPT are checked, not its tar index)`);
+  const stats = await withWholeArchive(url, c.open, noRange, async (src, pass) => {
     await pass({
       onMetadata: (m, s) => {
         meta = m;

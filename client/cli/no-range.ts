@@ -23,12 +23,22 @@ export type Pass = (handlers: SequentialHandlers) => ReturnType<typeof sequentia
 /**
  * Runs `body` with a plain-GET source of the whole archive and a `pass` over
  * it that refuses metadata.json unless it has the pinned SHA-384 and holds
- * to --max-metadata-size; closes the source after.
+ * to --max-metadata-size; closes the source after. `onCosi` runs once the
+ * answer proved to be a COSI archive (its metadata passed), before the
+ * caller's onMetadata: the place for the "no Range support" warnings, which
+ * would be false for a page, an API answer or /metrics that answered 200.
  */
-export async function withWholeArchive<T>(url: string, opts: OpenOptions, body: (src: HttpSource, pass: Pass) => Promise<T>): Promise<T> {
+export async function withWholeArchive<T>(url: string, opts: OpenOptions, onCosi: () => void, body: (src: HttpSource, pass: Pass) => Promise<T>): Promise<T> {
   const src = new HttpSource(url, opts);
   const pin = checkPin(opts.metadataSha384);
-  const pass: Pass = (handlers) => sequentialPass(src, handlers, { metadataSha384: pin, maxMetadataBytes: opts.maxMetadataBytes });
+  const pass: Pass = (handlers) =>
+    sequentialPass(src, {
+      ...handlers,
+      onMetadata: (meta, sha) => {
+        onCosi();
+        return handlers.onMetadata(meta, sha);
+      },
+    }, { metadataSha384: pin, maxMetadataBytes: opts.maxMetadataBytes });
   try {
     return await body(src, pass);
   } finally {

@@ -74,6 +74,16 @@ ${SOURCE_OPTIONS}`,
 
 const COMMANDS = ['inspect', 'verify', 'fetch'] as const;
 
+/** What only a fetch does with a flag: inspect and verify write nothing, so they refuse these rather than ignore them. */
+const FETCH_ONLY: Readonly<Record<string, string>> = {
+  partition: 'selects what to fetch',
+  disk: 'fetches the whole disk',
+  output: 'names what a fetch writes',
+  'verify-after': 'reads back what a fetch wrote',
+  grow: 'grows what a fetch wrote',
+  resume: 'continues an interrupted fetch',
+};
+
 /** cosi-fetch's own flags; -q and -h come with parseCommand. */
 const FLAGS = {
   partition: { type: 'string', short: 'p', multiple: true },
@@ -160,6 +170,11 @@ export function parseInvocation(argv: string[]): Invocation | undefined {
   if (command === 'fetch') {
     const typo = commandTypo(positionals[0], COMMANDS, positionals.length > 1, PROG);
     if (typo) throw typo;
+  }
+  if (command !== 'fetch') {
+    const flag = Object.keys(FETCH_ONLY).find((f) => values[f as keyof typeof values] !== undefined);
+    if (flag) throw usageError(`${command} does not take --${flag}: it ${FETCH_ONLY[flag]}, and ${command} writes nothing; drop it, or run ${PROG} without '${command}' to fetch`, name);
+    if (command === 'inspect' && values.threads !== undefined) throw usageError('inspect does not take --threads: it decodes no image; drop it', name);
   }
   if (positionals.length === 0) throw usageError('a URL or path is needed', name);
   if (positionals.length > 1) throw usageError(`one URL only, got ${positionals.length}: ${positionals.map((p) => JSON.stringify(p)).join(' ')}`, name);

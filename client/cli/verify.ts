@@ -37,10 +37,10 @@ async function verifyRanged(url: string, c: Common, started: number): Promise<vo
 }
 
 async function verifySequentially(url: string, c: Common, started: number): Promise<void> {
-  c.warn(`${url}: the server does not support Range requests; verifying in one pass over the whole archive`);
   const seen: ImageFile[] = [];
   let sha = '';
-  const stats = await withWholeArchive(url, c.open, async (src, pass) => {
+  const noRange = () => c.warn(`${url}: the server does not support Range requests; verifying in one pass over the whole archive`);
+  const stats = await withWholeArchive(url, c.open, noRange, async (src, pass) => {
     const { metadata } = await pass({
       onMetadata: (_m, s) => {
         sha = s;

@@ -106,7 +106,7 @@ export class HttpSource implements ByteSource {
    * The whole file in one plain GET, for a sequential pass when the server
    * ignores Range. Not resumable: a failure mid-body is the stream's error.
    */
-  async openFull(): Promise<{ body: Readable; size?: number }> {
+  async openFull(): Promise<{ body: Readable; size?: number; contentType?: string; url: string }> {
     const ac = new AbortController();
     const signal = AbortSignal.any([ac.signal, this.root.signal]);
     const retrier = new Retrier(this.retries, signal);
@@ -141,7 +141,7 @@ export class HttpSource implements ByteSource {
             discard(body);
           }
         }.bind(this);
-        return { body: new PumpStream(counted, ac, this.root.signal, this.name), size };
+        return { body: new PumpStream(counted, ac, this.root.signal, this.name), size, contentType: header(res.headers, 'content-type'), url };
       } catch (err) {
         await retrier.failed(err, 0, ep);
       }
