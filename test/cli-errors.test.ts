@@ -10,7 +10,7 @@ import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { FETCH_CLI, runBin, type CliResult } from './client-helpers.js';
+import { failsWith, FETCH_CLI, runBin } from './client-helpers.js';
 import { PACK_CLI, packedDisk, REPO, sh, SMALL, type PackedFixture } from './fixtures.js';
 
 const SERVER_CLI = join(REPO, 'dist', 'server', 'cli.js');
@@ -28,15 +28,6 @@ after(async () => {
 const fetch = (args: string[]) => runBin(FETCH_CLI, args, { timeoutMs: 60_000 });
 const pack = (args: string[]) => runBin(PACK_CLI, args, { timeoutMs: 60_000 });
 const server = (args: string[]) => runBin(SERVER_CLI, args, { timeoutMs: 30_000, env: { COSI_CACHE_DIR: join(work, 'cache') } });
-
-/** One error line of `prog`, matching `re`, exit `code`, and no errno word or Node/OpenSSL wording anywhere. */
-function failsWith(r: CliResult, prog: string, code: number, re: RegExp): void {
-  assert.equal(r.code, code, r.stderr);
-  const errors = r.stderr.split('\n').filter((l) => l.startsWith(`${prog}: error:`));
-  assert.equal(errors.length, 1, r.stderr);
-  assert.match(errors[0]!, re);
-  assert.doesNotMatch(r.stderr, /\bE[A-Z]{3,}\b|illegal operation|ERR_|SSL routines|\.c:\d+/, r.stderr);
-}
 
 test('cosi-fetch: a missing output directory, a missing file, a directory as the image', async () => {
   const dir = await mkdtemp(join(work, 'fetch-'));

@@ -4,9 +4,9 @@
  * anything is written, by device and inode (a symlink, a hard link or
  * another spelling of the path is the same file).
  */
-import { stat } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { CosiError } from '../../shared/errors.js';
+import { fileAt, sameFile } from '../../shared/cli/same-file.js';
 
 /** The local file a source names (a path or a file:// URL); undefined for a network or store URL. */
 function localPath(source: string): string | undefined {
@@ -20,20 +20,14 @@ function localPath(source: string): string | undefined {
   return /^[a-z][a-z0-9+.-]*:\/\//i.test(source) ? undefined : source;
 }
 
-/** stat follows symlinks: its device and inode are the real path's. */
-async function identity(path: string): Promise<string | undefined> {
-  const st = await stat(path).catch(() => undefined);
-  return st ? `${st.dev}:${st.ino}` : undefined;
-}
-
 /** Throws a usage error when one of `outputs` is the file `source` reads. */
 export async function refuseSourceAsOutput(source: string, outputs: readonly string[]): Promise<void> {
   const path = localPath(source);
   if (path === undefined || outputs.length === 0) return;
-  const src = await identity(path);
+  const src = await fileAt(path);
   if (src === undefined) return;
   for (const out of outputs) {
-    if ((await identity(out)) === src) {
+    if (sameFile(src, await fileAt(out))) {
       throw new CosiError('COSI_ERR_USAGE', `-o ${out} is the archive being read (${source}); writing it would destroy its own source: give another output path`);
     }
   }

@@ -5,10 +5,11 @@
  * only a regular file (or nothing) may be there, and never the input itself.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, realpath, rename, stat } from 'node:fs/promises';
+import { mkdtemp, rename, stat } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { systemError } from '../errno.js';
+import { fileAt, sameFile } from '../cli/same-file.js';
 
 function kindOf(st: Stats): string {
   if (st.isFIFO()) return 'a named pipe (FIFO)';
@@ -16,15 +17,6 @@ function kindOf(st: Stats): string {
   if (st.isBlockDevice()) return 'a block device';
   if (st.isSocket()) return 'a socket';
   return 'not a regular file';
-}
-
-/** stat after realpath: the file a path names in the end, or undefined when there is none. */
-async function fileAt(path: string): Promise<Stats | undefined> {
-  try {
-    return await stat(await realpath(path));
-  } catch {
-    return undefined;
-  }
 }
 
 /**
@@ -38,8 +30,7 @@ export async function outputProblem(output: string, input: string, inputName: st
   if (!out) return undefined;
   if (out.isDirectory()) return `-o ${output} is a directory; give the file to write, e.g. -o ${join(output, 'image.cosi')}`;
   if (!out.isFile()) return `-o ${output} is ${kindOf(out)}; give the path of a regular file to write (it is written under a temporary name, then renamed)`;
-  const src = await fileAt(input);
-  if (src && src.dev === out.dev && src.ino === out.ino) return `-o ${output} is the input ${inputName} itself; write to another path`;
+  if (sameFile(out, await fileAt(input))) return `-o ${output} is the input ${inputName} itself; write to another path`;
   return undefined;
 }
 
