@@ -25,9 +25,10 @@ import { selectPartition } from '../shared/format/select.js';
 import type { ValidationIssue } from '../shared/format/validate.js';
 import type { ByteSource } from '../shared/transport/source.js';
 import { readTarIndex } from '../shared/format/tar.js';
-import { canDecodeInWorker, createZstdSink, decodeFrameRange, readSeekTable, zstdBackend, type SeekFrame } from '../shared/zstd/index.js';
+import { canDecodeInWorker, createZstdSink, decodeFrameRange, FIRST_FRAME_BYTES, firstFrameSize, readSeekTable, zstdBackend, type SeekFrame } from '../shared/zstd/index.js';
 import { CachedSource } from '../shared/transport/cached-source.js';
 import { framesOf, pumpFramed, type ResumeRun } from './framed-pump.js';
+import { canDecodeIntoFile, ProcessFileSink } from '../shared/zstd/process-file.js';
 import { asWritable, CHUNK_SINK, isChunkSink, type ChunkSink } from './chunk-sink.js';
 import { explainFailure, openCompressed, openImageStream, type ImageStream, type ImageStreamOptions } from './image-stream.js';
 import { Locator, WALK_WINDOW, type Located } from './locate.js';
@@ -338,6 +339,21 @@ export class CosiImage {
         await pumpFramed(this.source, image, at, frames, o, { threads: this.decodeThreads, target: direct, onWritten: (r) => (sink as ChunkSink).wrote!(r), resume: opts.resume });
         return { frames: frames.filter((f) => f.decompressedSize > 0).length, lanes: this.decodeThreads };
       }
+    }
+    // Node 20 with the zstd program, into a file: the program writes the file itself.
+    const file = isChunkSink(sink) && sink.wrote && zstdBackend(image.uncompressedSize) === 'zstd' ? sink.writeTarget?.() : undefined;
+    const [fileAt] = file ? this.where(image, opts) : [];
+    if (file && fileAt && canDecodeIntoFile(file) && firstFrameSize(this.source.peek(fileAt.dataOffset, Math.min(fileAt.size, FIRST_FRAME_BYTES))) === image.uncompressedSize) {
+      const [at, o] = this.where(image, opts);
+      const decoder = new ProcessFileSink({ maxWindowLog: this.maxWindowLog, expectedSize: image.uncompressedSize, target: file, onWritten: (r) => (sink as ChunkSink).wrote!(r) });
+      const c = openCompressed(this.source, image, at, o);
+      try {
+        await pipeline(c.raw, c.tap, decoder);
+      } catch (err) {
+        if (!decoder.closed) await new Promise((resolve) => decoder.once('close', resolve));
+        throw await explainFailure(this.source, image, c, err);
+      }
+      return {};
     }
     if (!isChunkSink(sink) || !canDecodeInWorker(zstdBackend())) {
       const s = await this.stream(image, opts);

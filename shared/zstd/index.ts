@@ -11,5 +11,5 @@ export { hasNodeZstd, zstdProgram } from './backends.js';
 export { createZstdDecoder, decoderName, zstdBackend, type ZstdDecoderOptions } from './decoder.js';
 export { canDecodeInWorker, createZstdSink, warmDecoder, type ZstdSinkOptions } from './sink.js';
 export { compressFile, MIN_FRAME_SIZE, type CompressOptions, type CompressResult } from './encoder.js';
-export { checkSeekTable, encodeSeekTable, FIRST_FRAME_BYTES, firstFrameIsPart, parseSeekTable, readSeekTable, SEEK_TABLE_RULE, seekFrames, seekTableError, seekTableSize, type SeekEntry, type SeekFrame, type SeekTable } from './seek-table.js';
+export { checkSeekTable, encodeSeekTable, FIRST_FRAME_BYTES, firstFrameIsPart, firstFrameSize, parseSeekTable, readSeekTable, SEEK_TABLE_RULE, seekFrames, seekTableError, seekTableSize, type SeekEntry, type SeekFrame, type SeekTable } from './seek-table.js';
 export { decodeFrameRange, framesCovering, type FrameSpan } from './seek-range.js';

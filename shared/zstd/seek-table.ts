@@ -139,24 +139,34 @@ export function checkSeekTable(table: SeekTable, image: { path: string; compress
 export const FIRST_FRAME_BYTES = 64;
 
 /**
- * Whether an image's first zstd frame declares less than the whole image:
- * only then can it be framed, so only then is its seek table worth a read.
- * `first` is the start of the image (FIRST_FRAME_BYTES, or the whole image
- * if shorter); unknown is no.
+ * The content size the image's first zstd frame declares (skippable frames
+ * before it passed over), from `first`, the start of the image
+ * (FIRST_FRAME_BYTES, or the whole image if shorter); undefined when it
+ * declares none or cannot be read from these bytes.
  */
-export function firstFrameIsPart(first: Uint8Array | undefined, uncompressedSize: number): boolean {
-  if (!first) return false;
+export function firstFrameSize(first: Uint8Array | undefined): number | undefined {
+  if (!first) return undefined;
   try {
     for (let off = 0; off < first.length; ) {
       const h = readFrameHeader(first, off);
-      if (!h) return false;
-      if (h.kind === 'frame') return h.contentSize !== undefined && h.contentSize < uncompressedSize;
+      if (!h) return undefined;
+      if (h.kind === 'frame') return h.contentSize;
       off += h.size;
     }
   } catch {
     // Not zstd at all: the decoder will say so.
   }
-  return false;
+  return undefined;
+}
+
+/**
+ * Whether an image's first zstd frame declares less than the whole image:
+ * only then can it be framed, so only then is its seek table worth a read.
+ * Unknown is no.
+ */
+export function firstFrameIsPart(first: Uint8Array | undefined, uncompressedSize: number): boolean {
+  const size = firstFrameSize(first);
+  return size !== undefined && size < uncompressedSize;
 }
 
 /**
