@@ -342,18 +342,12 @@ export class CosiImage {
     }
     // Node 20 with the zstd program, into a file: the program writes the file itself.
     const file = isChunkSink(sink) && sink.wrote && zstdBackend(image.uncompressedSize) === 'zstd' ? sink.writeTarget?.() : undefined;
-    const [fileAt] = file ? this.where(image, opts) : [];
-    if (file && fileAt && canDecodeIntoFile(file) && firstFrameSize(this.source.peek(fileAt.dataOffset, Math.min(fileAt.size, FIRST_FRAME_BYTES))) === image.uncompressedSize) {
+    if (file && canDecodeIntoFile(file)) {
       const [at, o] = this.where(image, opts);
-      const decoder = new ProcessFileSink({ maxWindowLog: this.maxWindowLog, expectedSize: image.uncompressedSize, target: file, onWritten: (r) => (sink as ChunkSink).wrote!(r) });
-      const c = openCompressed(this.source, image, at, o);
-      try {
-        await pipeline(c.raw, c.tap, decoder);
-      } catch (err) {
-        if (!decoder.closed) await new Promise((resolve) => decoder.once('close', resolve));
-        throw await explainFailure(this.source, image, c, err);
+      if (firstFrameSize(this.source.peek(at.dataOffset, Math.min(at.size, FIRST_FRAME_BYTES))) === image.uncompressedSize) {
+        await this.decodeInto(image, at, o, new ProcessFileSink({ maxWindowLog: this.maxWindowLog, expectedSize: image.uncompressedSize, target: file, onWritten: (r) => (sink as ChunkSink).wrote!(r) }));
+        return {};
       }
-      return {};
     }
     if (!isChunkSink(sink) || !canDecodeInWorker(zstdBackend())) {
       const s = await this.stream(image, opts);
@@ -372,15 +366,20 @@ export class CosiImage {
     const decoder = target && sink.wrote
       ? createZstdSink({ ...base, target, onWritten: (r) => sink.wrote!(r) })
       : createZstdSink({ ...base, onData: (b) => sink.put(b) });
+    await this.decodeInto(image, at, o, decoder);
+    return {};
+  }
+
+  /** The image's compressed bytes, through the hash tap, into `decoder`; failures explained. */
+  private async decodeInto(image: ImageFile, at: Located, o: ImageStreamOptions, decoder: Writable): Promise<void> {
     const c = openCompressed(this.source, image, at, o);
     try {
       await pipeline(c.raw, c.tap, decoder);
     } catch (err) {
-      // A worker writing the target must have stopped before the caller may close the file.
+      // A decoder writing the target (a worker, a child) must have stopped before the caller may close the file.
       if (!decoder.closed) await new Promise((resolve) => decoder.once('close', resolve));
       throw await explainFailure(this.source, image, c, err);
     }
-    return {};
   }
 
   /**

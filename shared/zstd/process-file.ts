@@ -28,9 +28,10 @@ import { Writable, type Readable, type Writable as WritableType } from 'node:str
 import { CosiError } from '../errors.js';
 import { describeSystemError } from '../errno.js';
 import type { WriteReport, WriteTarget } from '../transport/positional-write.js';
-import { zstdError, zstdProgram } from './backends.js';
+import { zstdProgram } from './backends.js';
 import { FrameScanner } from './frame.js';
 import { DecodePolicy } from './policy.js';
+import { toChild } from './process.js';
 
 const STDERR_KEEP = 4096;
 /** How often the output's size and allocation are read. */
@@ -111,22 +112,7 @@ export class ProcessFileSink extends Writable {
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
-    if (this.failure) return cb(this.failure);
-    try {
-      // Headers first: a refused frame never reaches the child.
-      this.scanner.feed(chunk);
-    } catch (err) {
-      return cb(zstdError(err));
-    }
-    const stdin = this.child.stdin;
-    if (stdin.destroyed || stdin.write(chunk)) return cb(this.failure);
-    const onDrain = (): void => {
-      stdin.off('close', onDrain);
-      stdin.off('drain', onDrain);
-      cb(this.failure);
-    };
-    stdin.once('drain', onDrain);
-    stdin.once('close', onDrain);
+    toChild(this.scanner, this.child.stdin, chunk, () => this.failure, cb);
   }
 
   override _final(cb: (err?: Error | null) => void): void {

@@ -24,6 +24,29 @@ import { describeSystemError } from '../errno.js';
 /** stderr kept for the error message: the program's last words, not a flood. */
 const STDERR_KEEP = 4096;
 
+/**
+ * Passes `chunk` to a zstd child's stdin once its frame headers are read (a
+ * refused frame never reaches the child), and calls `cb` when more may be
+ * written: at once, or once the pipe drained, with the failure known by then.
+ * A closed pipe means the child is gone: its exit status, not EPIPE, says why.
+ */
+export function toChild(scanner: FrameScanner, stdin: Writable, chunk: Buffer, failure: () => Error | undefined, cb: (err?: Error | null) => void): void {
+  if (failure()) return cb(failure());
+  try {
+    scanner.feed(chunk);
+  } catch (err) {
+    return cb(zstdError(err));
+  }
+  if (stdin.destroyed || stdin.write(chunk)) return cb(failure());
+  const onDrain = (): void => {
+    stdin.off('close', onDrain);
+    stdin.off('drain', onDrain);
+    cb(failure());
+  };
+  stdin.once('drain', onDrain);
+  stdin.once('close', onDrain);
+}
+
 export class ProcessDecoder extends Transform {
   private readonly scanner: FrameScanner;
   private readonly child: ChildProcessByStdio<Writable, Readable, Readable>;
@@ -81,23 +104,7 @@ export class ProcessDecoder extends Transform {
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    if (this.failure) return cb(this.failure);
-    try {
-      // Headers first: a refused frame never reaches the child.
-      this.scanner.feed(chunk);
-    } catch (err) {
-      return cb(zstdError(err));
-    }
-    const stdin = this.child.stdin;
-    // A closed pipe means the child is gone: its exit status reports why.
-    if (stdin.destroyed || stdin.write(chunk)) return cb(this.failure);
-    const onDrain = (): void => {
-      stdin.off('close', onDrain);
-      stdin.off('drain', onDrain);
-      cb(this.failure);
-    };
-    stdin.once('drain', onDrain);
-    stdin.once('close', onDrain);
+    toChild(this.scanner, this.child.stdin, chunk, () => this.failure, cb);
   }
 
   override _flush(cb: TransformCallback): void {
