@@ -61,7 +61,8 @@ export class DecodePolicy {
   frameNo = 0;
   private frame: Frame | undefined;
   private frameOut = 0;
-  private declaredTotal = 0;
+  /** Content sizes the frame headers declared so far (counted when an expected size is set). */
+  declaredTotal = 0;
 
   constructor(opts: ZstdDecoderOptions) {
     const backend = opts.backend ?? 'auto';

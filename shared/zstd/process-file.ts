@@ -31,7 +31,7 @@ import type { WriteReport, WriteTarget } from '../transport/positional-write.js'
 import { zstdProgram } from './backends.js';
 import { FrameScanner } from './frame.js';
 import { DecodePolicy } from './policy.js';
-import { toChild } from './process.js';
+import { programError, programWords, PROGRAM_SUMMARY, toChild } from './process.js';
 
 const STDERR_KEEP = 4096;
 /** How often the output's size and allocation are read. */
@@ -54,9 +54,6 @@ export function canDecodeIntoFile(target: WriteTarget): boolean {
   }
 }
 
-/** The child's summary line, `NAME : N bytes`: what it decoded in all. */
-const SUMMARY = /:\s*(\d+) bytes\s*$/m;
-
 export class ProcessFileSink extends Writable {
   private readonly policy: DecodePolicy;
   private readonly scanner: FrameScanner;
@@ -66,8 +63,6 @@ export class ProcessFileSink extends Writable {
   /** The file may not grow past this: what it was sized to, or the expected size if more. */
   private readonly ceiling: number;
   private stderr = '';
-  /** Content sizes declared by the frame headers so far. */
-  private declared = 0;
   private failure: Error | undefined;
   private flushing = false;
   /** Allocated bytes reported so far, as kernel writes and (up to the expected size) as bytes. */
@@ -80,11 +75,10 @@ export class ProcessFileSink extends Writable {
     // Output past the expected size cannot be seen as it is written (a run of zeros is only a seek):
     // frames are held to their declared sizes, and once those reach the image, a frame that declares none is too much.
     this.scanner = new FrameScanner((h) => {
-      if (h.contentSize === undefined && this.declared >= o.expectedSize) {
+      if (h.contentSize === undefined && this.policy.declaredTotal >= o.expectedSize) {
         throw new CosiError('COSI_ERR_SIZE_MISMATCH', `zstd output is longer than the expected ${o.expectedSize} bytes: a frame follows the frames that declare all of it`, { details: { expected: o.expectedSize } });
       }
       this.policy.checkHeader(h);
-      this.declared += h.contentSize ?? 0;
     }, false);
     this.ceiling = Math.max(fstatSync(o.target.fd).size, o.expectedSize);
     const bin = zstdProgram()!;
@@ -104,7 +98,7 @@ export class ProcessFileSink extends Writable {
       });
       this.child.once('close', (code) => {
         clearInterval(this.watch);
-        if (code !== 0 && !this.flushing) this.fail(this.programError(code));
+        if (code !== 0 && !this.flushing) this.fail(programError(this.stderr, code));
         resolve(code);
       });
     });
@@ -122,9 +116,9 @@ export class ProcessFileSink extends Writable {
       if (this.failure) return cb(this.failure);
       const ending = this.scanner.atBoundary && this.scanner.framesSeen > 0 ? null : this.policy.finish(this.scanner);
       if (ending) return cb(ending);
-      if (code !== 0) return cb(this.programError(code));
-      const said = SUMMARY.exec(this.stderr)?.[1];
-      if (said === undefined) return cb(new CosiError('COSI_ERR_INTERNAL', `the zstd program did not say how many bytes it decoded (${this.lastWords() || 'no summary line'})`));
+      if (code !== 0) return cb(programError(this.stderr, code));
+      const said = PROGRAM_SUMMARY.exec(this.stderr)?.[1];
+      if (said === undefined) return cb(new CosiError('COSI_ERR_INTERNAL', `the zstd program did not say how many bytes it decoded (${programWords(this.stderr) ?? 'no summary line'})`));
       try {
         this.policy.count(Number(said));
       } catch (err) {
@@ -178,18 +172,4 @@ export class ProcessFileSink extends Writable {
     this.destroy(err);
   }
 
-  /** The program's last words, without its banner and its advice about its own flags. */
-  private lastWords(): string {
-    return (
-      this.stderr
-        .split(/[\r\n]/)
-        .map((l) => l.replace(/^zstd:\s*/, '').replace(/^\/\*stdin\*\\?\s*:\s*/, '').trim())
-        .filter((l) => l !== '' && !/^\*\*\*/.test(l) && !/^Use --/.test(l) && !SUMMARY.test(l))
-        .pop() ?? ''
-    );
-  }
-
-  private programError(code: number | null): CosiError {
-    return new CosiError('COSI_ERR_ZSTD', `corrupt zstd data: ${this.lastWords() || `the zstd program exited with ${code ?? 'a signal'}`}`);
-  }
 }

@@ -132,13 +132,26 @@ export class ProcessDecoder extends Transform {
     this.destroy(err);
   }
 
-  /** The program's complaint as one line: corrupt data is a format error like any backend's. */
   private programError(code: number | null): CosiError {
-    const said = this.stderr
-      .split('\n')
+    return programError(this.stderr, code);
+  }
+}
+
+/** The zstd program's `-v` summary line, `NAME : N bytes`: what it decoded in all. */
+export const PROGRAM_SUMMARY = /:\s*(\d+) bytes\s*$/m;
+
+/** The program's complaint in its stderr as one line, without its prefixes, its `-v` banner and summary. */
+export function programWords(stderr: string): string | undefined {
+  return (
+    stderr
+      .split(/[\r\n]/)
       .map((l) => l.replace(/^zstd:\s*/, '').replace(/^\/\*stdin\*\\?\s*:\s*/, '').trim())
       // Its advice names its own flags ("Use --long=..."), which mean nothing to our user.
-      .find((l) => l !== '' && !/^Use --/.test(l));
-    return new CosiError('COSI_ERR_ZSTD', `corrupt zstd data: ${said ?? `the zstd program exited with ${code ?? 'a signal'}`}`);
-  }
+      .find((l) => l !== '' && !/^\*\*\*/.test(l) && !/^Use --/.test(l) && !PROGRAM_SUMMARY.test(l))
+  );
+}
+
+/** The program's failure: corrupt data is a format error like any backend's. */
+export function programError(stderr: string, code: number | null): CosiError {
+  return new CosiError('COSI_ERR_ZSTD', `corrupt zstd data: ${programWords(stderr) ?? `the zstd program exited with ${code ?? 'a signal'}`}`);
 }
